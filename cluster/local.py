@@ -1,0 +1,58 @@
+"""Connecting to Ray: an embedded local cluster by default, any running cluster by address.
+
+Every command that runs Ray work goes through :func:`ensure_ray`, so "unreachable cluster"
+is reported the same way everywhere and the local default stays laptop-sized.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+log = logging.getLogger(__name__)
+
+
+class ClusterUnreachable(RuntimeError):
+    """The Ray cluster named by ``--address`` could not be reached."""
+
+
+def ensure_ray(address: str | None = None, num_cpus: int | None = None, **init_kwargs):
+    """Initialise Ray once per process and return the ``ray`` module.
+
+    ``address=None`` starts (or reuses) an embedded local cluster with ``num_cpus`` CPUs;
+    ``address="auto"`` / ``"ray://host:10001"`` / ``"host:6379"`` connects to a running one.
+    """
+    import ray
+
+    if ray.is_initialized():
+        return ray
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    env_vars = {
+        k: os.environ[k]
+        for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "TOKENIZERS_PARALLELISM", "PYTHONPATH")
+        if k in os.environ
+    }
+    runtime_env = init_kwargs.pop("runtime_env", None) or {}
+    if env_vars:
+        runtime_env = {**runtime_env, "env_vars": {**env_vars, **runtime_env.get("env_vars", {})}}
+    kwargs = dict(
+        include_dashboard=False,
+        log_to_driver=True,
+        configure_logging=False,
+        runtime_env=runtime_env or None,
+        **init_kwargs,
+    )
+    if address:
+        try:
+            ray.init(address=address, **kwargs)
+        except (ConnectionError, RuntimeError, ValueError) as e:
+            raise ClusterUnreachable(
+                f"cannot reach the Ray cluster at {address!r}: {e}. Start one with "
+                "`ray start --head` (or `merl cluster up`), or omit --address to run on an "
+                "embedded local cluster."
+            ) from None
+        log.info("connected to Ray cluster at %s", address)
+    else:
+        ray.init(num_cpus=num_cpus or os.cpu_count() or 1, **kwargs)
+        log.info("started embedded local Ray cluster (%s CPUs)", num_cpus or os.cpu_count())
+    return ray

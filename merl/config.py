@@ -1,0 +1,112 @@
+"""YAML configs validated by pydantic, with ``key=value`` overrides from the command line.
+
+Every config model in the project derives from :class:`StrictModel`, so unknown keys are
+errors (a typo never silently falls back to a default). :func:`load_config` is the one
+place a YAML file plus CLI overrides become a validated object; failures raise
+:class:`ConfigError` whose message names the field, the bad value and what is allowed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterable, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+T = TypeVar("T", bound=BaseModel)
+
+
+class StrictModel(BaseModel):
+    """Base for every config schema: unknown keys are rejected, assignments validated."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ConfigError(ValueError):
+    """An invalid config: the message is meant to be shown to the user as is."""
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    """``a.b.c=value`` -> (["a", "b", "c"], value); the value is parsed as YAML scalar/list."""
+    if "=" not in item:
+        raise ConfigError(f"override {item!r} is not of the form key=value (e.g. train.lr=3e-4)")
+    key, raw = item.split("=", 1)
+    key = key.strip()
+    if not key:
+        raise ConfigError(f"override {item!r} has an empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.split("."), value
+
+
+def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
+    """Return a copy of ``data`` with dotted ``key=value`` overrides applied."""
+    import copy
+
+    out = copy.deepcopy(data)
+    for item in overrides:
+        path, value = parse_override(item)
+        node = out
+        for part in path[:-1]:
+            nxt = node.get(part)
+            if nxt is None:
+                nxt = node[part] = {}
+            if not isinstance(nxt, dict):
+                raise ConfigError(f"override {item!r}: {part!r} is not a section")
+            node = nxt
+        node[path[-1]] = value
+    return out
+
+
+def format_validation_error(err: ValidationError, source: str = "config") -> str:
+    """Render pydantic errors as 'field: bad value -> what is allowed' lines."""
+    lines = [f"invalid {source}:"]
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "<root>"
+        bad = e.get("input")
+        if e["type"] == "extra_forbidden":
+            lines.append(f"  {loc}: unknown field (value {bad!r}); check the spelling")
+            continue
+        allowed = e["msg"]
+        ctx = e.get("ctx") or {}
+        if "expected" in ctx:
+            allowed = f"expected {ctx['expected']}"
+        lines.append(f"  {loc}: got {bad!r}; {allowed}")
+    return "\n".join(lines)
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file not found: {p}")
+    try:
+        data = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{p}: not valid YAML: {e}") from e
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: top level must be a mapping, got {type(data).__name__}")
+    return data
+
+
+def validate(model: type[T], data: dict[str, Any], source: str = "config") -> T:
+    try:
+        return model.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(format_validation_error(e, source)) from None
+
+
+def load_config(model: type[T], path: str | Path | None = None, overrides: Iterable[str] = ()) -> T:
+    """Load ``path`` (optional) into ``model``, applying ``key=value`` overrides first."""
+    data = read_yaml(path) if path else {}
+    data = apply_overrides(data, overrides)
+    return validate(model, data, source=str(path) if path else "config")
+
+
+def dump_config(cfg: BaseModel, path: str | Path) -> None:
+    """Write a config back as YAML (JSON-compatible values only), atomically."""
+    from merl.io import atomic_write_text
+
+    atomic_write_text(path, yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))

@@ -1,0 +1,34 @@
+"""Shared fixtures. Tests build their own fixtures on disk; ../shared is optional."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    """../shared (real records, reference tables); the test is skipped where it is absent."""
+    if not SHARED.is_dir():
+        pytest.skip("../shared is absent: real-data conformance check skipped")
+    return SHARED
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """One embedded 2-CPU Ray cluster per test process."""
+    from cluster.local import ensure_ray
+
+    ray = ensure_ray(num_cpus=2)
+    yield ray
+    ray.shutdown()
