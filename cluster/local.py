@@ -16,6 +16,28 @@ class ClusterUnreachable(RuntimeError):
     """The Ray cluster named by ``--address`` could not be reached."""
 
 
+def _probe(address: str, timeout_s: float = 3.0) -> None:
+    """Fail in seconds (not Ray's minute-long retry loop) when a host:port is not listening."""
+    import socket
+    from urllib.parse import urlparse
+
+    if address == "auto" or address.startswith("local"):
+        return
+    parsed = urlparse(address if "://" in address else f"tcp://{address}")
+    host, port = parsed.hostname, parsed.port
+    if not host or not port:
+        raise ClusterUnreachable(f"cannot parse Ray address {address!r}; expected host:port, ray://host:port or 'auto'")
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s):
+            pass
+    except OSError as e:
+        raise ClusterUnreachable(
+            f"cannot reach the Ray cluster at {address!r} ({e.strerror or e}). Start one with "
+            "`ray start --head` (or `merl cluster up`), or omit --address to run on an "
+            "embedded local cluster."
+        ) from None
+
+
 def ensure_ray(address: str | None = None, num_cpus: int | None = None, **init_kwargs):
     """Initialise Ray once per process and return the ``ray`` module.
 
@@ -43,6 +65,7 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None, **init_k
         **init_kwargs,
     )
     if address:
+        _probe(address)
         try:
             ray.init(address=address, **kwargs)
         except (ConnectionError, RuntimeError, ValueError) as e:

@@ -1,0 +1,1 @@
+"""`make bench`: each module here measures one area and prints `BENCH <name> <value> <unit>`."""

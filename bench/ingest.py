@@ -1,0 +1,97 @@
+"""Ingest benchmark: `merl data prepare` on 2,000 synthetic MIMIC-layout records.
+
+Figures (all on the synthetic corpus, warm page cache, this machine's shared CPUs):
+  ingest_records_per_s      the Ray Data pipeline on 2 Ray CPUs (warm workers)
+  ingest_1cpu_records_per_s the same pipeline limited to 1 concurrent task
+  ingest_vs_wfdb            1-CPU pipeline / the reference's way on one core
+                            (per-record wfdb.rdsamp to float64 + per-record min-max)
+  ingest_vs_raw_read        pipeline time (2 CPUs) / time to read the same bytes raw
+  ingest_2_vs_1_cpus        speed-up from 1 to 2 Ray CPUs
+  read_canon_1core_records_per_s  reader + canonicalisation + encoding in-process, no Ray
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+N_RECORDS = 2000
+
+
+def _corpus(root: Path) -> None:
+    if (root / "record_list.csv").is_file():
+        return
+    from training.data.synth import synthesize
+
+    synthesize("mimic", root, N_RECORDS, seed=0)
+
+
+def _baseline(paths: list[str]) -> float:
+    """The reference's per-record loop: wfdb.rdsamp, float64, min-max over the record."""
+    import numpy as np
+    import wfdb
+
+    t0 = time.perf_counter()
+    for p in paths:
+        sig, _ = wfdb.rdsamp(p)
+        x = sig.astype(np.float64)
+        lo, hi = np.nanmin(x), np.nanmax(x)
+        _ = (x - lo) / (hi - lo + 1e-8)
+    return time.perf_counter() - t0
+
+
+def _raw_read(paths: list[str]) -> float:
+    t0 = time.perf_counter()
+    for p in paths:
+        for ext in (".hea", ".dat"):
+            with open(p + ext, "rb") as fh:
+                fh.read()
+    return time.perf_counter() - t0
+
+
+def _pipeline(root: Path, out: Path, concurrency: int) -> float:
+    from training.data.prepare import PrepareConfig, prepare
+
+    shutil.rmtree(out, ignore_errors=True)
+    cfg = PrepareConfig(records_per_shard=125, concurrency=concurrency, num_cpus=2)
+    t0 = time.perf_counter()
+    prepare("mimic", root, out, cfg)
+    return time.perf_counter() - t0
+
+
+def run(report, workdir: Path) -> None:
+    from cluster.local import ensure_ray
+    from training.data.prepare import PrepareConfig, prepare, process_records
+    from training.data.readers import make_reader
+
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    root = workdir / "mimic"
+    _corpus(root)
+    refs = make_reader("mimic", str(root)).index(str(root)).refs
+    paths = [r.path for r in refs if Path(r.path + ".hea").is_file()]
+    n = len(refs)
+
+    _raw_read(paths)  # warm the page cache so every contender reads from memory
+    t_raw = _raw_read(paths)
+    t_base = _baseline(paths)
+    t0 = time.perf_counter()
+    process_records("mimic", str(root), PrepareConfig(), [r.to_dict() for r in refs])
+    t_inproc = time.perf_counter() - t0
+
+    ray = ensure_ray(None, 2)
+    try:
+        prepare("mimic", root, workdir / "warmup", PrepareConfig(limit=64, records_per_shard=16))  # start workers
+        t2 = _pipeline(root, workdir / "shards2", 2)
+        t1 = _pipeline(root, workdir / "shards1", 1)
+    finally:
+        ray.shutdown()
+
+    report("ingest_records_per_s", n / t2, "records/s")
+    report("ingest_1cpu_records_per_s", n / t1, "records/s")
+    report("read_canon_1core_records_per_s", n / t_inproc, "records/s")
+    report("wfdb_baseline_records_per_s", len(paths) / t_base, "records/s")
+    report("ingest_vs_wfdb", (n / t1) / (len(paths) / t_base), "x")
+    report("ingest_vs_raw_read", t2 / t_raw, "x")
+    report("ingest_2_vs_1_cpus", t1 / t2, "x")

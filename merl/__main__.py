@@ -1,0 +1,3 @@
+from merl.cli import main
+
+main()

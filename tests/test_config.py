@@ -1,0 +1,61 @@
+"""The config loader: YAML + key=value overrides -> validated pydantic, with clear errors."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import pytest
+from pydantic import Field
+
+from merl.config import ConfigError, StrictModel, apply_overrides, load_config
+
+
+class Optim(StrictModel):
+    lr: float = Field(1e-3, gt=0)
+    schedule: Literal["cosine", "constant"] = "cosine"
+
+
+class Cfg(StrictModel):
+    name: str = "x"
+    workers: int = Field(1, ge=1)
+    optim: Optim = Field(default_factory=Optim)
+
+
+def test_yaml_and_overrides(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("name: run\noptim:\n  lr: 0.01\n")
+    cfg = load_config(Cfg, p, ["workers=4", "optim.schedule=constant"])
+    assert (cfg.name, cfg.workers, cfg.optim.lr, cfg.optim.schedule) == ("run", 4, 0.01, "constant")
+
+
+def test_override_types_parsed_as_yaml():
+    out = apply_overrides({}, ["a.b=3", "a.c=[1, 2]", "d=true", "e=hello"])
+    assert out == {"a": {"b": 3, "c": [1, 2]}, "d": True, "e": "hello"}
+
+
+@pytest.mark.parametrize(
+    "override, must_contain",
+    [
+        ("workers=0", ["workers", "0", "greater than or equal to 1"]),
+        ("optim.schedule=linear", ["optim.schedule", "linear", "cosine"]),
+        ("optim.lrr=1", ["optim.lrr", "unknown field"]),
+        ("workers=many", ["workers", "many"]),
+    ],
+)
+def test_invalid_field_names_value_and_allowed(override, must_contain):
+    with pytest.raises(ConfigError) as e:
+        load_config(Cfg, None, [override])
+    msg = str(e.value)
+    for part in must_contain:
+        assert part in msg, msg
+
+
+def test_bad_files(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(Cfg, tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("a: [1, 2\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(Cfg, bad)
+    with pytest.raises(ConfigError, match="key=value"):
+        load_config(Cfg, None, ["workers"])

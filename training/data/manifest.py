@@ -1,0 +1,67 @@
+"""``SHARDS/manifest.json``: what a shard folder holds, written last and atomically.
+
+Training and evaluation list shard files only through the manifest, so a folder with a
+half-finished ``prepare`` run is never read as if complete.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from merl.io import atomic_write_text
+from training.data.schema import SCHEMA_VERSION
+
+MANIFEST_NAME = "manifest.json"
+QUARANTINE_NAME = "quarantine.jsonl"
+
+
+class ShardInfo(BaseModel):
+    file: str  # relative to the shard folder
+    rows: int
+    sha256: str
+    splits: dict[str, int] = Field(default_factory=dict)
+
+
+class Counts(BaseModel):
+    records: int = 0
+    quarantined: int = 0
+    by_split: dict[str, int] = Field(default_factory=dict)
+
+
+class Manifest(BaseModel):
+    schema_version: int = SCHEMA_VERSION
+    dataset: str
+    created: str = Field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    counts: Counts = Field(default_factory=Counts)
+    shards: list[ShardInfo] = Field(default_factory=list)
+    config: dict[str, Any] = Field(default_factory=dict)  # the prepare run's config, as JSON
+
+    def shard_paths(self, root: str | Path) -> list[str]:
+        root = str(root).rstrip("/")
+        return [f"{root}/{s.file}" for s in self.shards]
+
+
+def read_manifest(root: str | Path) -> Manifest:
+    path = Path(root) / MANIFEST_NAME
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{root} is not a prepared shard folder (no {MANIFEST_NAME}); run `merl data prepare` first"
+        )
+    data = json.loads(path.read_text())
+    if data.get("schema_version") != SCHEMA_VERSION:
+        raise ValueError(
+            f"{path}: shard schema version {data.get('schema_version')} but this merl-ray reads "
+            f"version {SCHEMA_VERSION}; re-run `merl data prepare`"
+        )
+    return Manifest.model_validate(data)
+
+
+def write_manifest(root: str | Path, manifest: Manifest) -> Path:
+    path = Path(root) / MANIFEST_NAME
+    atomic_write_text(path, manifest.model_dump_json(indent=2))
+    return path
