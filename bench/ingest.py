@@ -1,9 +1,9 @@
 """Ingest benchmark: `merl data prepare` on 2,000 synthetic MIMIC-layout records.
 
 Figures (all on the synthetic corpus, warm page cache, this machine's shared CPUs):
-  ingest_records_per_s      the Ray Data pipeline on 2 Ray CPUs (warm workers)
-  ingest_1cpu_records_per_s the same pipeline limited to 1 concurrent task
-  ingest_vs_wfdb            1-CPU pipeline / the reference's way on one core
+  ingest_records_per_s      the Ray Data pipeline on a 2-CPU Ray cluster (warm workers, best of 2)
+  ingest_1cpu_records_per_s the same pipeline limited to 1 concurrent task (best of 2)
+  ingest_vs_wfdb            1-CPU pipeline / the reference's way on one core (best of 2 each)
                             (per-record wfdb.rdsamp to float64 + per-record min-max)
   ingest_vs_raw_read        pipeline time (2 CPUs) / time to read the same bytes raw
   ingest_2_vs_1_cpus        speed-up from 1 to 2 Ray CPUs
@@ -50,14 +50,18 @@ def _raw_read(paths: list[str]) -> float:
     return time.perf_counter() - t0
 
 
-def _pipeline(root: Path, out: Path, concurrency: int) -> float:
+def _pipeline(root: Path, out: Path, concurrency: int | None, repeats: int = 2) -> float:
+    """Best of ``repeats`` full runs (fresh output each time): the machine is shared and noisy."""
     from training.data.prepare import PrepareConfig, prepare
 
-    shutil.rmtree(out, ignore_errors=True)
-    cfg = PrepareConfig(records_per_shard=125, concurrency=concurrency, num_cpus=2)
-    t0 = time.perf_counter()
-    prepare("mimic", root, out, cfg)
-    return time.perf_counter() - t0
+    best = float("inf")
+    for _ in range(repeats):
+        shutil.rmtree(out, ignore_errors=True)
+        cfg = PrepareConfig(records_per_shard=125, concurrency=concurrency, num_cpus=2)
+        t0 = time.perf_counter()
+        prepare("mimic", root, out, cfg)
+        best = min(best, time.perf_counter() - t0)
+    return best
 
 
 def run(report, workdir: Path) -> None:
@@ -74,17 +78,20 @@ def run(report, workdir: Path) -> None:
     n = len(refs)
 
     _raw_read(paths)  # warm the page cache so every contender reads from memory
-    t_raw = _raw_read(paths)
-    t_base = _baseline(paths)
-    t0 = time.perf_counter()
-    process_records("mimic", str(root), PrepareConfig(), [r.to_dict() for r in refs])
-    t_inproc = time.perf_counter() - t0
+    t_raw = min(_raw_read(paths) for _ in range(2))
+    t_base = min(_baseline(paths) for _ in range(2))  # best of 2, like the pipeline runs
+    ref_dicts = [r.to_dict() for r in refs]
+    t_inproc = float("inf")
+    for _ in range(2):
+        t0 = time.perf_counter()
+        process_records("mimic", str(root), PrepareConfig(), ref_dicts)
+        t_inproc = min(t_inproc, time.perf_counter() - t0)
 
     ray = ensure_ray(None, 2)
     try:
         prepare("mimic", root, workdir / "warmup", PrepareConfig(limit=64, records_per_shard=16))  # start workers
-        t2 = _pipeline(root, workdir / "shards2", 2)
         t1 = _pipeline(root, workdir / "shards1", 1)
+        t2 = _pipeline(root, workdir / "shards2", None)  # both CPUs of the 2-CPU cluster
     finally:
         ray.shutdown()
 

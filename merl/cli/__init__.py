@@ -26,6 +26,7 @@ app = typer.Typer(
 def _register() -> None:
     from merl.cli import cluster as cluster_cli
     from merl.cli import data as data_cli
+    from merl.cli import demo as demo_cli
     from merl.cli import evaluate as evaluate_cli
     from merl.cli import knowledge as knowledge_cli
     from merl.cli import train as train_cli
@@ -33,7 +34,7 @@ def _register() -> None:
     app.add_typer(data_cli.app, name="data", help="Synthesise, ingest (WFDB -> Parquet shards) and inspect ECG data.")
     app.add_typer(knowledge_cli.app, name="knowledge", help="Build and query the clinical knowledge index.")
     app.add_typer(cluster_cli.app, name="cluster", help="Local cluster and Ray job submission.")
-    for mod in (train_cli, evaluate_cli, knowledge_cli, cluster_cli):
+    for mod in (train_cli, evaluate_cli, knowledge_cli, cluster_cli, demo_cli):
         for fn in getattr(mod, "TOP_LEVEL", ()):
             app.command(fn.__name__.replace("_cmd", "").replace("_", "-"))(fn)
 

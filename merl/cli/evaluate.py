@@ -1,10 +1,104 @@
-"""`merl` commands for this area (heavy imports inside the command bodies)."""
+"""`merl evaluate` (zero-shot + linear probing) and `merl tune` (Ray Tune search)."""
 
 from __future__ import annotations
+
+from typing import List, Optional
 
 import typer
 
 app = typer.Typer(no_args_is_help=True)
 
+
+def _parse_tasks(items: list[str]) -> dict[str, str]:
+    from merl.config import ConfigError
+
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"--task {item!r} is not of the form TASK=SHARDS_DIR (e.g. ptbxl_super_class=data/ptbxl)")
+        task, shards = item.split("=", 1)
+        out[task.strip()] = shards.strip()
+    return out
+
+
+def evaluate(
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Export bundle directory of the trained model."),
+    task: List[str] = typer.Option([], "--task", "-t", help="TASK=SHARDS_DIR; repeat for several tasks "
+                                   "(ptbxl_super_class, ptbxl_sub_class, ptbxl_form, ptbxl_rhythm, icbeb, chapman)."),
+    prompts: Optional[str] = typer.Option(None, "--prompts", help="Prompts JSON {label: prompt} (e.g. from "
+                                          "`merl prompts`); default: each label's preferred name."),
+    linear_probe: bool = typer.Option(False, "--linear-probe", help="Also linear-probe the frozen ECG encoder "
+                                      "on 1%/10%/100% of the train split."),
+    split: Optional[str] = typer.Option(None, "--split", help="Split scored (default test)."),
+    device: Optional[str] = typer.Option(None, "--device", help="torch device (default cpu)."),
+    out: Optional[str] = typer.Option(None, "--out", "-o", help="Output folder for results.json and plots/."),
+    config: Optional[str] = typer.Option(None, "--config", "-c", help="EvalConfig YAML; flags override it."),
+    per_class: bool = typer.Option(False, "--per-class", help="Also print per-class tables."),
+    overrides: List[str] = typer.Argument(None, help="key=value overrides of the config (e.g. batch_size=32)."),
+) -> None:
+    """Zero-shot classification (and optional linear probing) of a trained model on benchmark tasks.
+
+    Writes OUT/results.json, OUT/plots/<task>_roc.png and <task>_auc.png, and prints the
+    results with the paper's average for comparison. Numbers from synthetic shards are
+    labelled "synthetic".
+    """
+    from rich.console import Console
+
+    from evaluation.config import EvalConfig
+    from merl.config import apply_overrides, read_yaml, validate
+
+    data = read_yaml(config) if config else {}
+    flags = {"model": model, "prompts": prompts, "split": split, "device": device, "out": out}
+    data.update({k: v for k, v in flags.items() if v is not None})
+    if task:
+        data["tasks"] = {**data.get("tasks", {}), **_parse_tasks(task)}
+    if linear_probe:
+        data["linear_probe"] = True
+    cfg = validate(EvalConfig, apply_overrides(data, overrides or []), source=config or "merl evaluate options")
+
+    from evaluation.report import print_report
+    from evaluation.run import run_evaluation
+
+    report, written = run_evaluation(cfg)
+    console = Console()
+    print_report(report, console, per_class=list(cfg.tasks) if per_class else ())
+    console.print(f"results: {written['results']}  plots: {len(written['plots'])} in {cfg.out}/plots")
+
+
+def tune(
+    config: str = typer.Option("configs/tune.yaml", "--config", "-c", help="Tune search YAML (see configs/tune.yaml)."),
+    address: Optional[str] = typer.Option(None, "--address", help="Ray cluster address (auto, host:6379, "
+                                          "ray://host:10001); default: an embedded local cluster."),
+    num_cpus: Optional[int] = typer.Option(None, "--num-cpus", help="CPUs of the embedded local cluster."),
+    overrides: List[str] = typer.Argument(None, help="key=value overrides, e.g. num_samples=8 asha.grace_period=2."),
+) -> None:
+    """Hyperparameter search (temperature, projection sizes, lr, ...) with Ray Tune + ASHA.
+
+    Each trial is a full Ray Train pretraining run scored by its zero-shot validation AUC.
+    Prints one row per trial and writes the best trial's config YAML.
+    """
+    from rich.console import Console
+    from rich.table import Table
+
+    from training.tune import load_tune_config, run_tune
+
+    cfg = load_tune_config(config, overrides or [])
+    outcome = run_tune(cfg, address=address, num_cpus=num_cpus)
+    table = Table(title=f"Tune {cfg.name}: {cfg.metric} ({cfg.mode})")
+    table.add_column("trial")
+    for key in cfg.search:
+        table.add_column(key, justify="right")
+    table.add_column(f"best {cfg.metric}", justify="right")
+    table.add_column("validations", justify="right")
+    table.add_column("error")
+    for row in sorted(outcome.rows, key=lambda r: r["trial"]):
+        vals = [f"{v:.4g}" if isinstance(v, float) else str(v) for v in row["params"].values()]
+        table.add_row(row["trial"], *vals, f"{row['best']:.4f}", str(row["iterations"]), row["error"][:60])
+    console = Console()
+    console.print(table)
+    console.print(f"best: {outcome.best_params} -> {cfg.metric} {outcome.best_score:.4f}")
+    console.print(f"best config: {outcome.best_config_path}")
+
+
 # Functions listed here become top-level commands (`merl <name>`; a trailing _cmd is dropped).
-TOP_LEVEL: list = []
+TOP_LEVEL: list = [evaluate, tune]

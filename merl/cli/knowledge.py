@@ -1,10 +1,222 @@
-"""`merl` commands for this area (heavy imports inside the command bodies)."""
+"""`merl knowledge build|add|query|check` and the top-level `merl prompts` (CKEPE).
+
+Heavy imports (torch, transformers, faiss, langchain) happen inside the command bodies.
+"""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import List, Optional
+
 import typer
+
+from merl.config import ConfigError
 
 app = typer.Typer(no_args_is_help=True)
 
+_CONFIG = typer.Option(None, "--config", "-c", help="KnowledgeConfig YAML (embedding, index, k, mmr, llm, ...).")
+_SET = typer.Option([], "--set", help="Config override key=value (repeatable), e.g. --set index.kind=hnsw.")
+
+
+def _cfg(config: Optional[Path], overrides: List[str]):
+    from knowledge.config import KnowledgeConfig
+    from merl.config import load_config
+
+    return load_config(KnowledgeConfig, config, overrides)
+
+
+def _parse_filters(filters: List[str]) -> dict:
+    out = {}
+    for f in filters:
+        key, sep, value = f.partition("=")
+        if not sep or key not in ("ontology", "category", "kind") or not value:
+            raise ConfigError(f"--filter {f!r}: expected ontology=<name>, category=<name> or kind=entry|user")
+        out[key] = value
+    return out
+
+
+@app.command()
+def build(
+    out: Path = typer.Option(..., "--out", "-o", help="Index directory to write (replaced atomically)."),
+    add: List[Path] = typer.Option([], "--add", help="Extra sources: .md/.txt/.pdf files or folders (repeatable)."),
+    entries: Optional[Path] = typer.Option(None, "--entries", help="Knowledge entry folder (default: the bundled entries)."),
+    no_entries: bool = typer.Option(False, "--no-entries", help="Index only the --add sources."),
+    config: Optional[Path] = _CONFIG,
+    set_: List[str] = _SET,
+) -> None:
+    """Build a FAISS index of the knowledge entries (+ your own documents) and save it without pickle."""
+    import time
+
+    from knowledge.index import build_index
+    from knowledge.kb import load_entries
+
+    cfg = _cfg(config, set_)
+    kb = None if no_entries else load_entries(entries)
+    if kb is None and not add:
+        raise ConfigError("nothing to index: --no-entries needs --add sources")
+    t0 = time.perf_counter()
+    index = build_index(kb, add, cfg, progress=True)
+    index.save(out)
+    n_user = sum(1 for d in index.documents() if d.metadata.get("kind") == "user")
+    typer.echo(
+        f"built {out}: {len(index)} passages ({len(kb) if kb else 0} entries, {n_user} user chunks), "
+        f"{cfg.index.kind} index, embedding {cfg.embedding}, {time.perf_counter() - t0:.1f}s"
+    )
+
+
+@app.command()
+def add(
+    sources: List[Path] = typer.Argument(..., help=".md/.txt/.pdf files or folders to add."),
+    index_dir: Path = typer.Option(..., "--index", "-i", help="Existing index directory (rewritten atomically)."),
+    config: Optional[Path] = _CONFIG,
+    set_: List[str] = _SET,
+) -> None:
+    """Add your own documents to an existing index."""
+    from knowledge.documents import user_documents
+    from knowledge.index import KnowledgeIndex
+
+    cfg = _cfg(config, set_)
+    index = KnowledgeIndex.load(index_dir)
+    n = index.add_documents(user_documents(sources, cfg.chunk_size, cfg.chunk_overlap), progress=True)
+    index.save(index_dir)
+    typer.echo(f"added {n} chunks to {index_dir} ({len(index)} passages)")
+
+
+@app.command()
+def query(
+    text: str = typer.Argument(..., help="A label code (CLBBB, 164909002), a term, or a free-text phrase."),
+    index_dir: Path = typer.Option(..., "--index", "-i", help="Index directory."),
+    k: Optional[int] = typer.Option(None, "-k", help="Passages to return (default: config k)."),
+    mmr: bool = typer.Option(False, "--mmr", help="Maximal marginal relevance (diverse passages)."),
+    filters: List[str] = typer.Option([], "--filter", help="ontology=<name> | category=<name> | kind=entry|user."),
+    category: Optional[str] = typer.Option(None, "--category", help="Only passages of this category."),
+    threshold: Optional[float] = typer.Option(None, "--threshold", help="Minimum cosine similarity."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    config: Optional[Path] = _CONFIG,
+    set_: List[str] = _SET,
+) -> None:
+    """Search the index: codes are expanded from the ontology, phrases go to vector search."""
+    from knowledge.index import KnowledgeIndex
+    from knowledge.retriever import KnowledgeRetriever
+
+    cfg = _cfg(config, set_)
+    f = _parse_filters(filters)
+    if category:
+        f["category"] = category
+    index = KnowledgeIndex.load(index_dir)
+    retriever = KnowledgeRetriever.from_config(
+        index, cfg, k=k, mmr=True if mmr else None, score_threshold=threshold, **f
+    )
+    docs = retriever.invoke(text)
+    rows = [
+        {
+            "rank": d.metadata["rank"],
+            "score": d.metadata["score"],
+            "match": d.metadata["match"],
+            "concept_id": d.metadata.get("concept_id"),
+            "name": d.metadata.get("name"),
+            "codes": d.metadata.get("codes", {}),
+            "source": d.metadata.get("source"),
+            "text": d.page_content,
+        }
+        for d in docs
+    ]
+    if as_json:
+        typer.echo(json.dumps({"query": text, "results": rows}, indent=2, ensure_ascii=False))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{text!r} ({'mmr' if retriever.mmr else 'similarity'}, k={retriever.k})")
+    for col in ("rank", "score", "concept", "codes", "source / snippet"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        codes = " ".join(f"{o}:{','.join(c)}" for o, c in r["codes"].items() if o != "snomed")
+        snippet = r["text"] if len(r["text"]) <= 140 else r["text"][:137] + "..."
+        table.add_row(str(r["rank"]), f"{r['score']:.3f}{'*' if r['match'] == 'exact' else ''}",
+                      r["concept_id"] or "-", codes or "-", f"[dim]{r['source']}[/dim]\n{snippet}")
+    Console().print(table)
+    if not rows:
+        typer.echo("no passage passed the filters / threshold")
+
+
+@app.command()
+def check(
+    entries: Optional[Path] = typer.Option(None, "--entries", help="Knowledge entry folder (default: bundled)."),
+) -> None:
+    """Validate the entries and check that every label of the six tasks resolves to one entry."""
+    from evaluation.tasks import TASKS
+    from knowledge.kb import load_entries
+
+    kb = load_entries(entries)
+    problems = []
+    for name in TASKS:
+        try:
+            kb.for_task(name)
+        except ConfigError as e:
+            problems.append(f"{name}: {e}")
+    if problems:
+        raise ConfigError("\n".join(problems))
+    typer.echo(f"{len(kb)} entries valid; all labels of {len(TASKS)} tasks resolve")
+
+
+def prompts(
+    out: Path = typer.Option(..., "--out", "-o", help="prompts.json to write ({label: prompt}); provenance goes beside it."),
+    index_dir: Path = typer.Option(..., "--index", "-i", help="Knowledge index (from `merl knowledge build`)."),
+    task: Optional[str] = typer.Option(None, "--task", help="Benchmark task whose labels to prompt (e.g. icbeb)."),
+    labels: Optional[str] = typer.Option(None, "--labels", help="Comma-separated labels, instead of --task."),
+    ontology: Optional[str] = typer.Option(None, "--ontology", help="Ontology of --labels (scp, csn, cpsc, ...)."),
+    llm: Optional[str] = typer.Option(None, "--llm", help="Chat model, e.g. openai:gpt-4o-mini or ollama:llama3.1 (default: offline composer)."),
+    base_url: Optional[str] = typer.Option(None, "--base-url", help="OpenAI-compatible / Ollama server URL."),
+    config: Optional[Path] = _CONFIG,
+    set_: List[str] = _SET,
+) -> None:
+    """CKEPE: write knowledge-enhanced class prompts for a task or a label list."""
+    from knowledge.ckepe import generate_prompts
+    from knowledge.index import KnowledgeIndex
+    from merl.io import atomic_write_text
+
+    if bool(task) == bool(labels):
+        raise ConfigError("give exactly one of --task or --labels")
+    cfg = _cfg(config, set_)
+    if llm:
+        cfg.llm.model = llm
+    if base_url:
+        cfg.llm.base_url = base_url
+    if task:
+        from evaluation.tasks import get_task
+
+        try:
+            t = get_task(task)
+        except KeyError as e:
+            raise ConfigError(str(e.args[0])) from None
+        if ontology and ontology != t.ontology:
+            raise ConfigError(f"task {task} uses ontology {t.ontology!r}, not {ontology!r}")
+        label_list, ontology = list(t.labels), t.ontology
+    else:
+        label_list = [s.strip() for s in labels.split(",") if s.strip()]
+    model = None
+    if cfg.llm.model:
+        from knowledge.llm import make_chat_model
+
+        model = make_chat_model(cfg.llm)
+    index = KnowledgeIndex.load(index_dir)
+    results = generate_prompts(index, label_list, ontology, task, cfg, model, cfg.llm.model)
+    atomic_write_text(out, json.dumps({lab: r.prompt for lab, r in results.items()}, indent=2, ensure_ascii=False) + "\n")
+    side = out.with_name(f"{out.stem}.provenance.json")
+    prov = {
+        "index": str(index_dir),
+        "task": task,
+        "ontology": ontology,
+        "model": cfg.llm.model or "offline",
+        "grounding_threshold": cfg.grounding_threshold,
+        "labels": {lab: r.model_dump(mode="json") for lab, r in results.items()},
+    }
+    atomic_write_text(side, json.dumps(prov, indent=2, ensure_ascii=False) + "\n")
+    dropped = sum(len(r.attributes_dropped) for r in results.values())
+    typer.echo(f"wrote {len(results)} prompts to {out} (provenance: {side}; {dropped} attribute(s) dropped by grounding)")
+
+
 # Functions listed here become top-level commands (`merl <name>`; a trailing _cmd is dropped).
-TOP_LEVEL: list = []
+TOP_LEVEL: list = [prompts]

@@ -1,0 +1,43 @@
+"""``merl evaluate`` config (YAML or flags): what to evaluate, on which shards, where to write."""
+
+from __future__ import annotations
+
+from pydantic import Field, field_validator
+
+from evaluation.linear_probe import DEFAULT_FRACTIONS
+from evaluation.tasks import TASKS
+from merl.config import StrictModel
+
+
+class EvalConfig(StrictModel):
+    model: str = Field(description="export bundle directory (`merl export` / training output)")
+    tasks: dict[str, str] = Field(description="task name -> prepared shard folder (with manifest.json)")
+    prompts: str | None = Field(None, description="prompts JSON {label: prompt} or {task: {label: prompt}}; "
+                                                  "default: each label's preferred name")
+    split: str = Field("test", description="split scored zero-shot")
+    batch_size: int = Field(64, ge=1)
+    device: str = Field("cpu", description="torch device, e.g. cpu, cuda, cuda:1")
+    linear_probe: bool = Field(False, description="also linear-probe the frozen ECG encoder")
+    probe_fractions: list[float] = Field(list(DEFAULT_FRACTIONS), description="train fractions for probing")
+    probe_train_split: str = "train"
+    seed: int = Field(42, description="seed of the probing subsamples")
+    out: str = Field("runs/eval", description="output folder: results.json, plots/")
+    plots: bool = Field(True, description="write ROC curve and per-class AUC PNGs")
+
+    @field_validator("tasks")
+    @classmethod
+    def _known_tasks(cls, v: dict[str, str]) -> dict[str, str]:
+        unknown = [t for t in v if t not in TASKS]
+        if unknown:
+            raise ValueError(f"unknown task(s) {unknown}; known: {', '.join(TASKS)}")
+        if not v:
+            raise ValueError("at least one task is required")
+        return v
+
+    @field_validator("probe_fractions")
+    @classmethod
+    def _fractions(cls, v: list[float]) -> list[float]:
+        bad = [f for f in v if not 0 < f <= 1]
+        if bad:
+            raise ValueError(f"fractions must be in (0, 1], got {bad}")
+        return v

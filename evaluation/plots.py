@@ -1,0 +1,72 @@
+"""Per-task PNGs: ROC curve of every class, and per-class AUC bars (matplotlib Agg)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from merl.io import atomic_path
+
+if TYPE_CHECKING:
+    from evaluation.zeroshot import ZeroShotResult
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _title(result: "ZeroShotResult", what: str) -> str:
+    tag = " [synthetic data]" if result.synthetic else ""
+    return f"{result.task} ({result.split}, n={result.n_records}) {what}{tag}"
+
+
+def _save(fig, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
+    return path
+
+
+def roc_curves(result: "ZeroShotResult", path: str | Path) -> Path:
+    """One ROC curve per non-degenerate class, AUC in the legend."""
+    from sklearn.metrics import roc_curve
+
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 6))
+    for j, lab in enumerate(result.labels):
+        auc = result.per_class.get(lab, {}).get("auc", math.nan)
+        if math.isnan(auc):
+            continue
+        fpr, tpr, _ = roc_curve(result.y_true[:, j], result.scores[:, j])
+        ax.plot(fpr, tpr, lw=1, label=f"{lab} ({auc:.1f})")
+    ax.plot([0, 1], [0, 1], "k--", lw=0.8)
+    ax.set(xlabel="false positive rate", ylabel="true positive rate", xlim=(0, 1), ylim=(0, 1.01),
+           title=_title(result, f"zero-shot ROC, macro AUC {result.macro_auc:.1f}"))
+    ax.legend(fontsize=6, ncol=2 if len(result.labels) > 12 else 1, loc="lower right")
+    try:
+        return _save(fig, Path(path))
+    finally:
+        plt.close(fig)
+
+
+def auc_bars(result: "ZeroShotResult", path: str | Path) -> Path:
+    """Per-class AUC bars (degenerate classes shown as gaps) with the 50% chance line."""
+    plt = _pyplot()
+    aucs = np.array([result.per_class.get(lab, {}).get("auc", math.nan) for lab in result.labels])
+    fig, ax = plt.subplots(figsize=(max(5, 0.35 * len(aucs) + 2), 4))
+    ax.bar(range(len(aucs)), np.nan_to_num(aucs, nan=0.0), color="tab:blue")
+    ax.axhline(50, color="grey", ls="--", lw=0.8)
+    ax.set_xticks(range(len(aucs)), result.labels, rotation=70, fontsize=7)
+    ax.set(ylabel="ROC AUC (%)", ylim=(0, 100), title=_title(result, "per-class zero-shot AUC"))
+    try:
+        return _save(fig, Path(path))
+    finally:
+        plt.close(fig)

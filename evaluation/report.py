@@ -1,0 +1,149 @@
+"""Results as rich tables, ``results.json`` and per-task plots.
+
+The paper comparison is the one figure ``shared/reference/benchmarks.md`` states: MERL
+(ResNet18 + CKEPE prompts) averages 75.2 zero-shot AUC over the six tasks. It is compared
+only with an average over the same six tasks; numbers computed on synthetic shards are
+labelled "synthetic" everywhere (table title, JSON, plot titles) and are never compared.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Sequence
+
+from evaluation.linear_probe import LinearProbeResult
+from evaluation.tasks import TASKS
+from evaluation.zeroshot import ZeroShotResult
+from merl.io import atomic_write_text
+
+PAPER_ZEROSHOT_AVG_AUC = 75.2  # MERL ResNet18 + CKEPE, mean over the six tasks
+PAPER_NOTE = "MERL (ICML 2024) ResNet18 + CKEPE, average zero-shot AUC over the six tasks"
+
+
+def _json_safe(obj: Any) -> Any:
+    """NaN/inf -> null (strict JSON), recursively."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {str(k): _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    return obj
+
+
+@dataclass
+class EvalReport:
+    zeroshot: list[ZeroShotResult]
+    probes: list[LinearProbeResult] = field(default_factory=list)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def synthetic(self) -> bool:
+        return any(r.synthetic for r in self.zeroshot) or any(p.synthetic for p in self.probes)
+
+    def average_auc(self) -> float:
+        vals = [r.macro_auc for r in self.zeroshot if math.isfinite(r.macro_auc)]
+        return sum(vals) / len(vals) if vals else math.nan
+
+    def comparison(self) -> dict[str, Any]:
+        """The paper figure beside ours, and whether the two are comparable."""
+        tasks = {r.task for r in self.zeroshot}
+        comparable = tasks == set(TASKS) and not self.synthetic
+        if self.synthetic:
+            why = "synthetic data: not comparable with the paper"
+        elif tasks != set(TASKS):
+            why = f"{len(tasks)} of {len(TASKS)} tasks evaluated: the paper averages all six"
+        else:
+            why = "same six tasks"
+        return {"paper_avg_auc": PAPER_ZEROSHOT_AVG_AUC, "paper": PAPER_NOTE,
+                "ours_avg_auc": self.average_auc(), "comparable": comparable, "note": why}
+
+    def to_dict(self) -> dict[str, Any]:
+        return _json_safe({
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "data": "synthetic" if self.synthetic else "real",
+            "meta": self.meta,
+            "zeroshot": [r.summary() for r in self.zeroshot],
+            "zeroshot_average_auc": self.average_auc(),
+            "paper_comparison": self.comparison(),
+            "linear_probe": [p.summary() for p in self.probes],
+        })
+
+
+def _fmt(v: float | None) -> str:
+    return "-" if v is None or not math.isfinite(v) else f"{v:.1f}"
+
+
+def render_tables(report: EvalReport) -> list:
+    """rich Tables: zero-shot per task (+ average vs paper), linear probe per fraction."""
+    from rich.table import Table
+
+    tag = " [synthetic data]" if report.synthetic else ""
+    zs = Table(title=f"Zero-shot{tag}", show_lines=False)
+    for col in ("task", "split", "records", "classes", "AUC", "F1", "ACC", "excluded / dropped"):
+        zs.add_column(col, justify="right" if col in ("records", "classes", "AUC", "F1", "ACC") else "left")
+    for r in report.zeroshot:
+        notes = ", ".join(r.excluded) + (f" | dropped {', '.join(r.dropped_labels)}" if r.dropped_labels else "")
+        zs.add_row(r.task, r.split, str(r.n_records), str(len(r.labels) - len(r.excluded)),
+                   _fmt(r.macro_auc), _fmt(r.macro_f1), _fmt(r.macro_acc), notes or "")
+    cmp = report.comparison()
+    zs.add_section()
+    zs.add_row("average", "", "", "", _fmt(cmp["ours_avg_auc"]), "", "", "")
+    zs.add_row("paper", "", "", "", _fmt(cmp["paper_avg_auc"]), "", "", cmp["note"])
+    tables = [zs]
+    if report.probes:
+        fracs = sorted({f.fraction for p in report.probes for f in p.fits})
+        lp = Table(title=f"Linear probe, macro AUC on test{tag}")
+        lp.add_column("task")
+        for f in fracs:
+            lp.add_column(f"{100 * f:g}%", justify="right")
+        for p in report.probes:
+            by = {f.fraction: f for f in p.fits}
+            lp.add_row(p.task, *[_fmt(by[f].macro_auc) if f in by else "-" for f in fracs])
+        tables.append(lp)
+    return tables
+
+
+def per_class_table(result: ZeroShotResult):
+    from rich.table import Table
+
+    tag = " [synthetic data]" if result.synthetic else ""
+    t = Table(title=f"{result.task} per class{tag}")
+    for col in ("class", "positives", "AUC", "F1", "ACC", "prompt"):
+        t.add_column(col, justify="left" if col in ("class", "prompt") else "right")
+    for lab in result.labels:
+        m = result.per_class.get(lab, {})
+        t.add_row(lab, str(m.get("n_pos", 0)), _fmt(m.get("auc")), _fmt(m.get("f1")), _fmt(m.get("acc")),
+                  result.prompts.get(lab, "")[:60])
+    return t
+
+
+def write_report(report: EvalReport, out_dir: str | Path, plots: bool = True) -> dict[str, Any]:
+    """``results.json`` + ``plots/<task>_roc.png`` and ``plots/<task>_auc.png``; returns the paths."""
+    from evaluation.plots import auc_bars, roc_curves
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written: dict[str, Any] = {"results": str(out / "results.json"), "plots": []}
+    if plots:
+        for r in report.zeroshot:
+            if r.n_records:
+                written["plots"].append(str(roc_curves(r, out / "plots" / f"{r.task}_roc.png")))
+                written["plots"].append(str(auc_bars(r, out / "plots" / f"{r.task}_auc.png")))
+    atomic_write_text(out / "results.json", json.dumps(report.to_dict(), indent=2, allow_nan=False))
+    return written
+
+
+def print_report(report: EvalReport, console=None, per_class: Sequence[str] = ()) -> None:
+    from rich.console import Console
+
+    console = console or Console()
+    for r in report.zeroshot:
+        if r.task in per_class:
+            console.print(per_class_table(r))
+    for t in render_tables(report):
+        console.print(t)

@@ -1,0 +1,52 @@
+"""One evaluation run from an :class:`EvalConfig`: load the bundle, score every task, write the report."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from evaluation.config import EvalConfig
+from evaluation.report import EvalReport, write_report
+
+log = logging.getLogger(__name__)
+
+
+def run_evaluation(cfg: EvalConfig, model=None, tokenizer=None, data_cfg=None) -> tuple[EvalReport, dict[str, Any]]:
+    """Zero-shot (and optionally linear-probe) every configured task; write ``cfg.out``.
+
+    ``model`` / ``tokenizer`` / ``data_cfg`` default to the export bundle at ``cfg.model``
+    (the data config is the one the model was trained with, so signals are prepared alike).
+    Returns the report and the paths written.
+    """
+    from evaluation.linear_probe import evaluate_linear_probe
+    from evaluation.zeroshot import evaluate_zeroshot, load_prompts
+
+    from pathlib import Path
+
+    from training.data.manifest import read_manifest
+
+    for shards in cfg.tasks.values():
+        read_manifest(shards)  # fail fast, before loading the model, on a missing/unprepared folder
+    if cfg.prompts and not Path(cfg.prompts).is_file():
+        raise FileNotFoundError(f"prompts file not found: {cfg.prompts}")
+    if model is None:
+        from training.export import load_bundle
+
+        if not Path(cfg.model).exists():
+            raise FileNotFoundError(f"model bundle not found: {cfg.model} (train with `merl train`, then export)")
+
+        bundle = load_bundle(cfg.model, cfg.device)
+        model, tokenizer, data_cfg = bundle.model, bundle.tokenizer, bundle.config.data
+    zeroshot, probes = [], []
+    for task, shards in cfg.tasks.items():
+        prompts = load_prompts(cfg.prompts, task) if cfg.prompts else None
+        log.info("zero-shot %s on %s (%s split)", task, shards, cfg.split)
+        zeroshot.append(evaluate_zeroshot(model, tokenizer, task, shards, data_cfg, prompts=prompts,
+                                          split=cfg.split, batch_size=cfg.batch_size, device=cfg.device,
+                                          progress=True))
+        if cfg.linear_probe:
+            log.info("linear probe %s: fractions %s", task, cfg.probe_fractions)
+            probes.append(evaluate_linear_probe(model, task, shards, data_cfg, cfg.probe_fractions, cfg.seed,
+                                                cfg.batch_size, cfg.device, cfg.probe_train_split, cfg.split))
+    report = EvalReport(zeroshot, probes, meta={"model": cfg.model, "config": cfg.model_dump(mode="json")})
+    return report, write_report(report, cfg.out, plots=cfg.plots)

@@ -1,0 +1,163 @@
+"""`merl data prepare` end to end on a real local Ray cluster: shards, manifest, quarantine, resume."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from ecg_fixtures import MIMIC_ORDER, canonical_signal, cpsc_mat_layout, mimic_layout, reorder, write_wfdb
+from merl.config import ConfigError, load_config
+from merl.io import sha256_file
+from training.data.manifest import read_manifest
+from training.data.prepare import PrepareConfig, assign_splits, prepare, process_records
+from training.data.readers import make_reader
+from training.data.schema import SHARD_SCHEMA, decode_signal
+from training.data.shards import read_shard
+
+
+def _damage_mimic(root):
+    """Five bad studies among eight; returns {study id: expected reason prefix}."""
+    mimic_layout(root, n=8, short_report_ids={"40000005"})
+    rec = lambda s: root / "files" / "p1000" / f"p1000{int(s[-4:]):04d}" / f"s{s}"
+    dat = rec("40000001") / "40000001.dat"
+    dat.write_bytes(dat.read_bytes()[:5000])
+    (rec("40000002") / "40000002.hea").unlink()
+    sig = reorder(canonical_signal(seed=3), MIMIC_ORDER)
+    sig[-1] = np.nan  # V6 entirely missing samples
+    write_wfdb(rec("40000003"), "40000003", sig, 500, MIMIC_ORDER)
+    write_wfdb(rec("40000004"), "40000004", sig[:11], 500, MIMIC_ORDER[:11])
+    return {
+        "40000001": "truncated signal file 40000001.dat",
+        "40000002": "missing header file",
+        "40000003": "all-NaN lead: V6",
+        "40000004": "missing leads: V6",
+        "40000005": "report shorter than 4 words",
+    }
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("ray")
+def test_prepare_quarantines_bad_records_and_resumes(tmp_path, ray_local):
+    root, out = tmp_path / "mimic", tmp_path / "shards"
+    expected_bad = _damage_mimic(root)
+    cfg = PrepareConfig(records_per_shard=2)
+    res = prepare("mimic", root, out, cfg)
+
+    m = read_manifest(out)
+    assert (m.counts.records, m.counts.quarantined) == (3, 5)
+    assert sum(m.counts.by_split.values()) == 3
+    q = [json.loads(line) for line in (out / "quarantine.jsonl").read_text().splitlines()]
+    assert {e["id"]: e["reason"] for e in q}.keys() == expected_bad.keys()
+    for e in q:
+        assert e["reason"].startswith(expected_bad[e["id"]]) and e["source"] == "mimic" and e["path"]
+    assert res.quarantine_reasons["missing leads"] == 1
+
+    ids, splits = [], {}
+    for info in m.shards:
+        path = out / info.file
+        assert sha256_file(path) == info.sha256
+        t = read_shard(path)  # checks the schema against the contract
+        assert t.schema.equals(SHARD_SCHEMA, check_metadata=False) and t.num_rows == info.rows
+        for row in t.to_pylist():
+            ids.append(row["id"])
+            splits[row["split"]] = splits.get(row["split"], 0) + 1
+            sig = decode_signal(row["signal"], row["signal_scale"])
+            assert sig.shape == (12, 5000)
+            np.testing.assert_allclose(sig.mean(axis=1), 0.1 * (np.arange(12) + 1), atol=0.02)  # aVL/aVF by name
+            assert row["report"] == "sinus rhythm. normal ecg." and row["fs"] == 500
+    assert sorted(ids) == ["mimic:40000000", "mimic:40000006", "mimic:40000007"]
+    assert {k: v for k, v in m.counts.by_split.items() if v} == splits
+    assert m.config["records_per_shard"] == 2
+
+    # second run: every shard task is already done
+    mtimes = {p.name: p.stat().st_mtime_ns for p in out.glob("shard-*.parquet")}
+    again = prepare("mimic", root, out, cfg)
+    assert again.written == 0 and again.skipped == len(list(out.glob("shard-*.done.json"))) == 4
+    assert {p.name: p.stat().st_mtime_ns for p in out.glob("shard-*.parquet")} == mtimes
+    assert read_manifest(out).counts == m.counts
+
+    # a lost shard is redone, and only that one
+    victim = out / m.shards[0].file
+    victim.unlink()
+    third = prepare("mimic", root, out, cfg)
+    assert third.written == 1 and victim.is_file() and sha256_file(victim) == m.shards[0].sha256
+
+    # CLI: a changed canonical policy redoes every task; inspect reads the result
+    from merl.cli import app
+
+    runner = CliRunner()
+    r = runner.invoke(app, ["data", "prepare", "--dataset", "mimic", "--root", str(root), "--out", str(out),
+                            "records_per_shard=2", "canonical.crop=centre"])
+    assert r.exit_code == 0, r.output
+    assert "5 records quarantined" in r.output
+    assert read_manifest(out).config["canonical"]["crop"] == "centre"
+    png = tmp_path / "ecg.png"
+    r = runner.invoke(app, ["data", "inspect", str(out), "--plot", "40000006", "--out", str(png)])
+    assert r.exit_code == 0, r.output
+    assert "report shorter than 4 words" in r.output and png.stat().st_size > 10_000
+
+
+def test_unreadable_mat_is_quarantined_without_ray(tmp_path):
+    cpsc_mat_layout(tmp_path, n=2)
+    (tmp_path / "A0002.mat").write_bytes(b"not a mat file at all")
+    reader = make_reader("cpsc2018", str(tmp_path))
+    refs = [r.to_dict() for r in reader.index(str(tmp_path)).refs]
+    rows, bad = process_records("cpsc2018", str(tmp_path), PrepareConfig(), refs)
+    assert [r["id"] for r in rows] == ["cpsc2018:A0001"]
+    assert bad[0]["id"] == "A0002" and bad[0]["reason"].startswith("unreadable .mat")
+
+
+def test_split_csv_and_seeded_split(tmp_path):
+    mimic_layout(tmp_path, n=4)
+    refs = make_reader("mimic", str(tmp_path)).index(str(tmp_path)).refs
+    (tmp_path / "split.csv").write_text("id,split\n40000000,test\nmimic:40000001,val\n40000002,train\n")
+    cfg = PrepareConfig(split={"csv": str(tmp_path / "split.csv")})
+    dropped = assign_splits("mimic", refs, cfg.split)
+    assert [(r.id, r.split) for r in refs] == [("40000000", "test"), ("40000001", "val"), ("40000002", "train")]
+    assert [(d.id, d.reason) for d in dropped] == [("40000003", "not in split file")]
+
+
+def test_invalid_config_names_the_field(tmp_path):
+    
+    assert load_config(PrepareConfig, Path(__file__).parents[1] / "configs" / "prepare.yaml") == PrepareConfig()  # the example lists the defaults
+    with pytest.raises(ConfigError, match="records_per_shard"):
+        load_config(PrepareConfig, None, ["records_per_shard=0"])
+    with pytest.raises(ConfigError, match=r"canonical\.crop"):
+        load_config(PrepareConfig, None, ["canonical.crop=middle"])
+    with pytest.raises(ConfigError, match="unknown field"):
+        load_config(PrepareConfig, None, ["record_per_shard=10"])
+    from merl.cli import app
+
+    r = CliRunner().invoke(app, ["data", "prepare", "--dataset", "mimic", "--root", str(tmp_path), "--out",
+                                 str(tmp_path / "o"), "split.test_fraction=1.5"])
+    assert isinstance(r.exception, ConfigError) and "split.test_fraction" in str(r.exception)
+
+
+# synth corruption kind -> the quarantine reason it must produce ("{d}" = the damaged lead)
+SYNTH_REASONS = {
+    "truncated_dat": "truncated signal file", "truncated_mat": "truncated signal file",
+    "missing_hea": "missing header file", "nan_lead": "all-NaN lead: {d}", "flat_lead": "flat lead: {d}",
+    "missing_lead": "missing leads: {d}", "empty_report": "empty report", "garbage_mat": "unreadable .mat",
+}
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("ray")
+@pytest.mark.parametrize("layout", ["mimic", "csn"])
+def test_prepare_synthetic_corpus_quarantines_exactly_the_damaged(tmp_path, ray_local, layout):
+    synth = pytest.importorskip("training.data.synth")
+    root = tmp_path / layout
+    synth.synthesize(layout, root, 30, seed=1, corrupt_fraction=0.2, num_workers=1)
+    plan = {r["id"]: r for r in json.loads((root / "corrupt.json").read_text())["records"]}
+    prepare(layout, root, tmp_path / "out", PrepareConfig(records_per_shard=8))
+    q = {e["id"]: e["reason"] for e in map(json.loads, (tmp_path / "out" / "quarantine.jsonl").read_text().splitlines())}
+    short = {k for k, v in q.items() if v == "report shorter than 4 words"}  # clean but terse reports
+    assert q.keys() - short == plan.keys()
+    for rid, r in plan.items():
+        assert q[rid].startswith(SYNTH_REASONS[r["kind"]].format(d=r["detail"])), (r, q[rid])
+    m = read_manifest(tmp_path / "out")
+    assert m.counts.records == 30 - len(q)

@@ -1,0 +1,107 @@
+"""The pretraining config (`configs/pretrain_*.yaml`): one validated schema for every knob.
+
+Defaults are laptop-sized (100 Hz x 1000 samples, 2 CPU workers, DDP); the paper's setting
+is `configs/pretrain_paper.yaml` (500 Hz x 5000, 8 GPUs, DeepSpeed ZeRO-2 bf16).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from merl.config import StrictModel
+
+
+class ModelConfig(StrictModel):
+    ecg_encoder: str = Field("resnet18", description="resnet18|34|50|101 or vit_tiny|small|middle|base")
+    width: int = Field(64, ge=8, description="ResNet stem width (64 = MERL); smaller for tests")
+    text_model: str = Field("default", description="HF name or local path; 'default' = bundled MiniLM")
+    freeze_text_layers: int = Field(4, ge=0, description="first N transformer layers (and embeddings) frozen")
+    proj_dim: int = Field(256, ge=8, description="shared embedding size")
+    proj_hidden: int = Field(256, ge=8, description="hidden size of the projection MLPs")
+    dropout: float = Field(0.1, ge=0.0, lt=1.0, description="dropout producing the two uni-modal ECG views")
+
+
+class DataConfig(StrictModel):
+    train_shards: str = Field("data/shards", description="shard folder with manifest.json (local path)")
+    train_split: str = "train"
+    val_split: str = Field("val", description="manifest split used for validation ('' = none)")
+    fs: int = Field(100, ge=50, le=1000, description="model sampling rate (paper: 500)")
+    n_samples: int = Field(1000, ge=64, description="samples per lead fed to the model (paper: 5000)")
+    normalize: Literal["minmax", "zscore"] = Field("minmax", description="per-record, per-lead")
+    max_text_tokens: int = Field(128, ge=8, le=512)
+    batch_size: int = Field(16, ge=2, description="per worker")
+    prefetch: int = Field(2, ge=0, description="batches prefetched by the Ray Data iterator")
+
+
+class LossConfig(StrictModel):
+    temperature: float = Field(0.07, gt=0.0, description="initial softmax temperature")
+    learnable: bool = Field(True, description="learn the logit scale (clamped to <= 100)")
+    weight_clip: float = Field(1.0, ge=0.0, description="weight of the cross-modal (ECG-report) loss")
+    weight_uni: float = Field(1.0, ge=0.0, description="weight of the uni-modal (two dropout views) loss")
+
+
+class OptimConfig(StrictModel):
+    lr: float = Field(1e-3, gt=0.0)
+    weight_decay: float = Field(1e-8, ge=0.0)
+    betas: tuple[float, float] = (0.9, 0.999)
+    T_0: int = Field(5000, ge=1, description="CosineAnnealingWarmRestarts period (optimizer steps)")
+    eta_min: float = Field(1e-8, ge=0.0)
+    warmup_steps: int = Field(0, ge=0, description="linear warmup before the cosine schedule")
+    grad_clip: float = Field(0.0, ge=0.0, description="max grad norm; 0 = off")
+    grad_accum: int = Field(1, ge=1, description="micro-batches per optimizer step")
+
+
+class RunConfigSection(StrictModel):
+    epochs: int = Field(1, ge=1)
+    max_steps: int | None = Field(None, ge=1, description="stop after this many optimizer steps")
+    seed: int = 42
+    num_workers: int = Field(2, ge=1, description="Ray Train workers")
+    use_gpu: bool = False
+    backend: Literal["ddp", "deepspeed"] = "ddp"
+    zero_stage: int = Field(2, ge=0, le=3, description="DeepSpeed ZeRO stage")
+    bf16: Literal["auto", "on", "off"] = Field("auto", description="auto = bf16 on GPU only")
+    log_every: int = Field(10, ge=1, description="progress line every N steps")
+    cpus_per_worker: float = Field(1.0, gt=0.0)
+
+
+class CheckpointSection(StrictModel):
+    storage_path: str = Field("runs", description="local dir or URI (s3://, gs://, ...) Ray Train persists to")
+    every_n_steps: int = Field(0, ge=0, description="checkpoint every N optimizer steps; 0 = end of epoch only")
+    keep: int = Field(3, ge=1, description="checkpoints kept (best by score + the latest)")
+    max_failures: int = Field(2, ge=-1, description="worker-group restarts from the latest checkpoint; -1 = unlimited")
+
+
+class EvalSection(StrictModel):
+    tasks: list[str] = Field(default_factory=list, description="zero-shot validation task names")
+    shards: dict[str, str] = Field(default_factory=dict, description="task name -> shard folder")
+    prompts: str | None = Field(None, description="JSON {class: prompt} (or {task: {class: prompt}})")
+    split: str = "val"
+    batch_size: int = Field(64, ge=1)
+
+    @model_validator(mode="after")
+    def _shards_for_tasks(self) -> "EvalSection":
+        missing = [t for t in self.tasks if t not in self.shards]
+        if missing:
+            raise ValueError(f"eval.shards has no shard folder for task(s) {missing}")
+        return self
+
+
+class TrainConfig(StrictModel):
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    loss: LossConfig = Field(default_factory=LossConfig)
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    train: RunConfigSection = Field(default_factory=RunConfigSection)
+    checkpoint: CheckpointSection = Field(default_factory=CheckpointSection)
+    eval: EvalSection = Field(default_factory=EvalSection)
+
+    @model_validator(mode="after")
+    def _backend_limits(self) -> "TrainConfig":
+        if self.train.backend == "deepspeed" and self.train.zero_stage == 3:
+            raise ValueError(
+                "train.zero_stage=3 is not supported: checkpoints gather full weights on rank 0, "
+                "which ZeRO-3 partitions; use 0, 1 or 2"
+            )
+        return self

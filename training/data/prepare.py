@@ -1,0 +1,262 @@
+"""``merl data prepare``: dataset folder -> Parquet shards + manifest, as a Ray Data pipeline.
+
+The driver builds the record index (CSV joins / directory listing, O(n), no signal I/O),
+assigns splits, and cuts the index into deterministic shard tasks of ``records_per_shard``
+records. A Ray Data pipeline (``from_items(tasks).map(process_shard)``) then streams the
+tasks through workers: each reads and canonicalises its records, writes its shard
+atomically plus a completion sidecar, and returns the shard info and quarantine entries.
+The driver writes ``quarantine.jsonl`` and, last, ``manifest.json``.
+
+Re-running with the same inputs and config skips tasks whose sidecar fingerprint and shard
+checksum still match, so an interrupted run resumes where it stopped. On a multi-node
+cluster ``out`` must be on storage every node can write (NFS, a shared volume).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field
+
+from merl.config import StrictModel
+from merl.io import atomic_write_text
+from training.data.canonical import CanonConfig, canonicalize
+from training.data.manifest import QUARANTINE_NAME, Counts, Manifest, ShardInfo, write_manifest
+from training.data.readers import DATASETS, Quarantined, RecordError, RecordRef, make_reader
+from training.data.schema import SPLITS, CanonicalRecord
+from training.data.shards import SHARD_GLOB, done_path, is_complete, shard_name, write_done, write_shard
+from training.data.splits import DEFAULT_FRACTIONS, load_split_csv, seeded_split
+
+log = logging.getLogger(__name__)
+
+
+class SplitConfig(StrictModel):
+    """Split policy for datasets without official folds (PTB-XL uses strat_fold)."""
+
+    seed: int = Field(42, description="seed of the random split")
+    test_fraction: float | None = Field(None, ge=0, lt=1, description="test share; None = dataset default (CPSC/CSN/wfdb 0.2, MIMIC 0)")
+    val_fraction: float | None = Field(None, ge=0, lt=1, description="val share of the rest; None = dataset default (0.1, MIMIC 0.02)")
+    by_patient: bool = Field(True, description="split by patient id where the dataset has one")
+    csv: str | None = Field(None, description="published split file (columns id, split); overrides everything")
+
+
+class PrepareConfig(StrictModel):
+    """Every knob of `merl data prepare` (see configs/prepare.yaml)."""
+
+    records_per_shard: int = Field(2048, ge=1, description="records per Parquet shard (one Ray task each)")
+    limit: int | None = Field(None, ge=1, description="only the first N indexed records (smoke runs)")
+    num_cpus: int | None = Field(None, ge=1, description="CPUs of the embedded local Ray cluster (ignored with --address)")
+    concurrency: int | None = Field(None, ge=1, description="max shard tasks running at once (None: Ray decides)")
+    compression: Literal["zstd", "snappy", "none"] = "zstd"
+    ptbxl_sampling: Literal["hr", "lr"] = Field("hr", description="PTB-XL records500 (hr) or records100 (lr)")
+    min_report_words: int = Field(4, ge=0, description="MIMIC reports with fewer words are quarantined")
+    conditions_csv: str | None = Field(None, description="SNOMED conditions table for csn/wfdb (csn default: <root>/ConditionNames_SNOMED-CT.csv)")
+    canonical: CanonConfig = Field(default_factory=CanonConfig)
+    split: SplitConfig = Field(default_factory=SplitConfig)
+
+
+@dataclass
+class PrepareResult:
+    manifest: Manifest
+    out: Path
+    written: int = 0
+    skipped: int = 0
+    quarantine_reasons: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def _reader(dataset: str, root: str, cfg: PrepareConfig):
+    return make_reader(
+        dataset,
+        root,
+        ptbxl_sampling=cfg.ptbxl_sampling,
+        min_report_words=cfg.min_report_words,
+        conditions_csv=cfg.conditions_csv,
+    )
+
+
+def assign_splits(dataset: str, refs: list[RecordRef], cfg: SplitConfig) -> list[Quarantined]:
+    """Set ``ref.split`` in place; records missing from a split file are returned."""
+    if cfg.csv:
+        table = load_split_csv(cfg.csv)
+        kept, dropped = [], []
+        for r in refs:
+            s = table.get(r.id) or table.get(r.uid) or table.get(Path(r.path).stem)  # id, source:id or file name
+            if s is None:
+                dropped.append(Quarantined(r.id, r.source, r.path, "not in split file"))
+            else:
+                r.split = s
+                kept.append(r)
+        refs[:] = kept
+        return dropped
+    todo = [r for r in refs if not r.split]
+    if todo:
+        test_f, val_f = DEFAULT_FRACTIONS[dataset]
+        test_f = cfg.test_fraction if cfg.test_fraction is not None else test_f
+        val_f = cfg.val_fraction if cfg.val_fraction is not None else val_f
+        groups = [(r.patient_id if cfg.by_patient and r.patient_id else f"rec:{r.id}") for r in todo]
+        for r, s in zip(todo, seeded_split(groups, test_f, val_f, cfg.seed)):
+            r.split = s
+    return []
+
+
+def _fingerprint(dataset: str, cfg: PrepareConfig, refs: list[dict]) -> str:
+    content = {"dataset": dataset, "canonical": cfg.canonical.model_dump(), "compression": cfg.compression, "refs": refs}
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
+
+
+def build_tasks(dataset: str, refs: list[RecordRef], cfg: PrepareConfig) -> list[dict[str, Any]]:
+    """Deterministic shard tasks: consecutive index slices of ``records_per_shard``."""
+    tasks = []
+    n = cfg.records_per_shard
+    for i in range(0, len(refs), n):
+        chunk = [r.to_dict() for r in refs[i : i + n]]
+        tasks.append({"index": i // n, "file": shard_name(i // n), "refs": chunk, "fingerprint": _fingerprint(dataset, cfg, chunk)})
+    return tasks
+
+
+def process_records(dataset: str, root: str, cfg: PrepareConfig, refs: list[dict]) -> tuple[list[dict], list[dict]]:
+    """Read + canonicalise records: (shard rows, quarantine entries). Never raises per record."""
+    reader = _reader(dataset, root, cfg)
+    rows: list[dict] = []
+    bad: list[dict] = []
+    for d in refs:
+        ref = RecordRef.from_dict(d)
+        try:
+            raw, ref = reader.read(ref)
+            sig = canonicalize(raw, cfg.canonical)
+        except RecordError as e:
+            bad.append(Quarantined(ref.id, ref.source, ref.path, e.reason).to_dict())
+            continue
+        except Exception as e:  # one damaged record must never end the job
+            bad.append(Quarantined(ref.id, ref.source, ref.path, f"unreadable record: {type(e).__name__}: {e}").to_dict())
+            continue
+        rec = CanonicalRecord(
+            id=ref.uid, source=ref.source, signal=sig, report=ref.report, labels=ref.labels,
+            label_weights=ref.label_weights, snomed=ref.snomed, patient_id=ref.patient_id,
+            age=ref.age, sex=ref.sex, split=ref.split,
+        )
+        rows.append(rec.to_row())
+    return rows, bad
+
+
+def process_shard(row: dict[str, Any], dataset: str, root: str, out: str, cfg_json: str) -> dict[str, Any]:
+    """Ray Data map function: one task -> one shard file + sidecar; returns the sidecar."""
+    task = json.loads(row["task"])
+    cfg = PrepareConfig.model_validate_json(cfg_json)
+    rows, bad = process_records(dataset, root, cfg, task["refs"])
+    path = Path(out) / task["file"]
+    info = None
+    if rows:
+        sha = write_shard(path, rows, cfg.compression)
+        splits: dict[str, int] = {}
+        for r in rows:
+            splits[r["split"]] = splits.get(r["split"], 0) + 1
+        info = ShardInfo(file=task["file"], rows=len(rows), sha256=sha, splits=splits).model_dump()
+    elif path.exists():
+        path.unlink()
+    done = {"index": task["index"], "fingerprint": task["fingerprint"], "shard": info, "quarantined": bad}
+    write_done(path, done)
+    return {"done": json.dumps(done)}
+
+
+def _remove_stale(out: Path, n_tasks: int) -> None:
+    """Shards of an earlier run with more tasks than this one are not part of this dataset."""
+    for p in out.glob(SHARD_GLOB):
+        try:
+            idx = int(p.stem.split("-")[1])
+        except (IndexError, ValueError):
+            continue
+        if idx >= n_tasks:
+            p.unlink(missing_ok=True)
+            done_path(p).unlink(missing_ok=True)
+
+
+def prepare(
+    dataset: str,
+    root: str | Path,
+    out: str | Path,
+    cfg: PrepareConfig | None = None,
+    address: str | None = None,
+) -> PrepareResult:
+    """Run the whole ingestion; returns the manifest written to ``out/manifest.json``."""
+    cfg = cfg or PrepareConfig()
+    if dataset not in DATASETS:
+        raise ValueError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
+    t0 = time.perf_counter()
+    root, out = str(Path(root).resolve()), Path(out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+
+    idx = _reader(dataset, root, cfg).index(root)
+    refs = idx.refs[: cfg.limit] if cfg.limit else idx.refs
+    quarantined = [q.to_dict() for q in idx.quarantined]
+    quarantined += [q.to_dict() for q in assign_splits(dataset, refs, cfg.split)]
+    tasks = build_tasks(dataset, refs, cfg)
+    _remove_stale(out, len(tasks))
+    log.info("%s: %d records indexed, %d shard tasks", dataset, len(refs), len(tasks))
+
+    done: dict[int, dict] = {}
+    pending = []
+    for t in tasks:
+        prev = is_complete(out / t["file"], t["fingerprint"])
+        if prev is not None:
+            done[t["index"]] = prev
+        else:
+            pending.append(t)
+    skipped = len(done)
+    if pending:
+        from cluster.local import ensure_ray
+
+        ray = ensure_ray(address, cfg.num_cpus)
+        ds = ray.data.from_items([{"task": json.dumps(t)} for t in pending], override_num_blocks=len(pending))
+        ds = ds.map(
+            process_shard,
+            fn_kwargs={"dataset": dataset, "root": root, "out": str(out), "cfg_json": cfg.model_dump_json()},
+            num_cpus=1,
+            concurrency=cfg.concurrency,
+        )
+        for row in ds.iter_rows():
+            d = json.loads(row["done"])
+            done[d["index"]] = d
+
+    counts = Counts(by_split={s: 0 for s in SPLITS})
+    shards: list[ShardInfo] = []
+    for i in sorted(done):
+        d = done[i]
+        quarantined.extend(d["quarantined"])
+        if d["shard"]:
+            info = ShardInfo.model_validate(d["shard"])
+            shards.append(info)
+            counts.records += info.rows
+            for s, n in info.splits.items():
+                counts.by_split[s] = counts.by_split.get(s, 0) + n
+    counts.quarantined = len(quarantined)
+    atomic_write_text(out / QUARANTINE_NAME, "".join(json.dumps(q) + "\n" for q in quarantined))
+    manifest = Manifest(
+        dataset=dataset,
+        counts=counts,
+        shards=shards,
+        config={"dataset": dataset, "root": root, **cfg.model_dump(mode="json")},
+    )
+    write_manifest(out, manifest)
+    reasons: dict[str, int] = {}
+    for q in quarantined:
+        key = reason_group(q["reason"])
+        reasons[key] = reasons.get(key, 0) + 1
+    return PrepareResult(manifest, out, len(pending), skipped, reasons, time.perf_counter() - t0)
+
+
+def reason_group(reason: str) -> str:
+    """'truncated signal file x.dat (10 of 5000 samples)' -> 'truncated signal file'."""
+    for sep in (":", " ("):
+        reason = reason.split(sep, 1)[0]
+    words = reason.split()
+    if words[:3] == ["truncated", "signal", "file"] or words[:3] == ["missing", "signal", "file"]:
+        return " ".join(words[:3])
+    return reason.strip()

@@ -1,0 +1,99 @@
+"""Signal transforms shared by training and evaluation (pure numpy functions).
+
+Evaluation imports :func:`prepare_ecg_batch`, so a model always sees ECGs prepared exactly
+as in pretraining: resample -> crop/pad -> per-record, per-lead normalisation.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Mapping
+
+import numpy as np
+
+from training.data.schema import decode_signal
+
+if TYPE_CHECKING:
+    from training.config import DataConfig
+
+_EPS = 1e-6
+
+
+def resample(x: np.ndarray, fs_in: int, fs_out: int) -> np.ndarray:
+    """Resample along the last axis with a polyphase filter (exact for integer ratios)."""
+    if int(fs_in) == int(fs_out):
+        return x
+    from math import gcd
+
+    from scipy.signal import resample_poly
+
+    g = gcd(int(fs_in), int(fs_out))
+    return resample_poly(x, int(fs_out) // g, int(fs_in) // g, axis=-1).astype(x.dtype, copy=False)
+
+
+def fit_length(x: np.ndarray, n_samples: int) -> np.ndarray:
+    """Crop (from the start) or zero-pad (at the end) the last axis to ``n_samples``."""
+    length = x.shape[-1]
+    if length == n_samples:
+        return x
+    if length > n_samples:
+        return x[..., :n_samples]
+    pad = [(0, 0)] * (x.ndim - 1) + [(0, n_samples - length)]
+    return np.pad(x, pad)
+
+
+def normalize(x: np.ndarray, method: str = "minmax") -> np.ndarray:
+    """Per-record, per-lead scaling to float32: ``minmax`` -> [0, 1] (MERL), ``zscore``.
+
+    Flat leads (zero range / std) map to 0 rather than dividing by ~0.
+    """
+    x = np.asarray(x, dtype=np.float32)
+    if method == "minmax":
+        lo = x.min(axis=-1, keepdims=True)
+        rng = x.max(axis=-1, keepdims=True) - lo
+        out = np.where(rng > _EPS, (x - lo) / np.maximum(rng, _EPS), 0.0)
+    elif method == "zscore":
+        mu = x.mean(axis=-1, keepdims=True)
+        sd = x.std(axis=-1, keepdims=True)
+        out = np.where(sd > _EPS, (x - mu) / np.maximum(sd, _EPS), 0.0)
+    else:
+        raise ValueError(f"unknown normalisation {method!r}; expected 'minmax' or 'zscore'")
+    return out.astype(np.float32, copy=False)
+
+
+def prepare_ecg_batch(signals_mv: np.ndarray, fs_in: int, data_cfg: "DataConfig") -> np.ndarray:
+    """[B, 12, L] mV at ``fs_in`` -> float32 [B, 12, data_cfg.n_samples], as training sees it."""
+    x = resample(np.asarray(signals_mv, dtype=np.float32), fs_in, data_cfg.fs)
+    x = fit_length(x, data_cfg.n_samples)
+    x = np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
+    return normalize(x, data_cfg.normalize)
+
+
+def _column(batch: Mapping[str, Any], name: str) -> list:
+    col = batch[name]
+    if hasattr(col, "to_pylist"):
+        return col.to_pylist()
+    return list(col)
+
+
+def decode_batch(batch: Mapping[str, Any]) -> np.ndarray:
+    """Shard rows (``signal`` + ``signal_scale`` columns) -> [B, 12, L] float32 mV.
+
+    All rows of a batch must have one length; shards are canonical (fixed length per fs).
+    """
+    bufs = _column(batch, "signal")
+    scales = _column(batch, "signal_scale")
+    if not bufs:
+        return np.zeros((0, 12, 0), dtype=np.float32)
+    sigs = [decode_signal(bytes(b), float(s)) for b, s in zip(bufs, scales)]
+    lengths = {s.shape[1] for s in sigs}
+    if len(lengths) != 1:
+        raise ValueError(f"records of one batch have different lengths {sorted(lengths)}; shards must be canonical")
+    return np.stack(sigs)
+
+
+def batch_fs(batch: Mapping[str, Any]) -> int:
+    """The single sampling rate of a shard batch (canonical shards: one rate)."""
+    rates = {int(v) for v in _column(batch, "fs")}
+    if len(rates) != 1:
+        raise ValueError(f"records of one batch have different sampling rates {sorted(rates)}")
+    return rates.pop()

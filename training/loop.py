@@ -1,0 +1,385 @@
+"""``train_loop_per_worker``: the one MERL training loop, for both DDP and DeepSpeed.
+
+Runs inside each Ray Train worker. Backend-specific code is limited to wrapping the model
+(:class:`_DDPStepper` / :class:`_DeepSpeedStepper`: backward, accumulation, clipping, step)
+and to where optimizer state lives; data, loss, validation, logging and checkpointing are
+shared, so both backends train (and resume) the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import random
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from training.checkpoint import LoadedCheckpoint, TrainState, list_checkpoints, load_latest_valid, write_checkpoint
+from training.config import TrainConfig
+from training.data.loader import Collate, pad_id_for
+from training.loss import MERLLoss, clip_loss, retrieval_accuracy
+from training.metrics_log import MetricsLogger
+from training.model import build_model
+
+log = logging.getLogger("merl.train")
+
+SCORE = "checkpoint_score"  # what CheckpointConfig ranks: val_zeroshot_auc if configured, else -val_loss
+
+
+def seed_everything(seed: int, rank: int = 0, step: int = 0) -> None:
+    """Seed python/numpy/torch per (seed, rank, step): a resumed run reseeds where it stopped."""
+    s = (seed * 1_000_003 + rank * 7919 + step) % (2**31)
+    random.seed(s)
+    np.random.seed(s)
+    torch.manual_seed(s)
+
+
+def lr_lambda(cfg_optim) -> Any:
+    """Linear warmup, then cosine annealing with warm restarts every ``T_0`` steps (T_mult=1)."""
+    floor = cfg_optim.eta_min / cfg_optim.lr
+
+    def f(step: int) -> float:
+        if step < cfg_optim.warmup_steps:
+            return (step + 1) / cfg_optim.warmup_steps
+        t = (step - cfg_optim.warmup_steps) % cfg_optim.T_0
+        return floor + (1 - floor) * (1 + math.cos(math.pi * t / cfg_optim.T_0)) / 2
+
+    return f
+
+
+def build_optimizer(model: torch.nn.Module, cfg: TrainConfig):
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay, betas=cfg.optim.betas)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg.optim))
+    return opt, sched
+
+
+def use_bf16(cfg: TrainConfig) -> bool:
+    return cfg.train.bf16 == "on" or (cfg.train.bf16 == "auto" and cfg.train.use_gpu and torch.cuda.is_available())
+
+
+def deepspeed_config(cfg: TrainConfig, world_size: int) -> dict[str, Any]:
+    """The DeepSpeed config dict derived from TrainConfig (optimizer/scheduler are passed as objects)."""
+    return {
+        "train_micro_batch_size_per_gpu": cfg.data.batch_size,
+        "gradient_accumulation_steps": cfg.optim.grad_accum,
+        "train_batch_size": cfg.data.batch_size * cfg.optim.grad_accum * world_size,
+        "gradient_clipping": cfg.optim.grad_clip,
+        "zero_optimization": {"stage": cfg.train.zero_stage},
+        "bf16": {"enabled": use_bf16(cfg)},
+        "zero_allow_untested_optimizer": True,
+        "steps_per_print": 10**9,
+        "wall_clock_breakdown": False,
+    }
+
+
+class _DDPStepper:
+    def __init__(self, model, cfg: TrainConfig):
+        import ray.train.torch
+
+        self.cfg = cfg
+        self.optimizer, self.scheduler = build_optimizer(model, cfg)
+        self.model = ray.train.torch.prepare_model(model)
+        self.module = self.model.module if hasattr(self.model, "module") else self.model
+        self.micro = 0
+        self.autocast = use_bf16(cfg)
+
+    def forward(self, ecg, ids, mask):
+        with torch.autocast(ecg.device.type, dtype=torch.bfloat16, enabled=self.autocast):
+            return self.model(ecg, ids, mask)
+
+    def backward_step(self, loss) -> bool:
+        self.micro += 1
+        boundary = self.micro % self.cfg.optim.grad_accum == 0
+        if boundary or not hasattr(self.model, "no_sync"):
+            (loss / self.cfg.optim.grad_accum).backward()
+        else:
+            with self.model.no_sync():
+                (loss / self.cfg.optim.grad_accum).backward()
+        if boundary:
+            if self.cfg.optim.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(self.module.parameters(), self.cfg.optim.grad_clip)
+            self.optimizer.step()
+            self.scheduler.step()
+            self.optimizer.zero_grad(set_to_none=True)
+        return boundary
+
+    def optimizer_state(self) -> dict:
+        return self.optimizer.state_dict()
+
+    def load_optimizer(self, ckpt: LoadedCheckpoint) -> None:
+        if ckpt.optimizer is not None:
+            self.optimizer.load_state_dict(ckpt.optimizer)
+        else:
+            log.warning("checkpoint %s has no DDP optimizer state (saved by DeepSpeed): Adam moments restart", ckpt.path)
+
+    sharded = False
+
+    def lr(self) -> float:
+        return self.optimizer.param_groups[0]["lr"]
+
+
+class _DeepSpeedStepper:
+    sharded = True
+
+    def __init__(self, model, cfg: TrainConfig, world_size: int):
+        import deepspeed
+
+        self.cfg = cfg
+        optimizer, scheduler = build_optimizer(model, cfg)
+        self.engine, self.optimizer, _, self.scheduler = deepspeed.initialize(
+            model=model, optimizer=optimizer, lr_scheduler=scheduler,
+            config=deepspeed_config(cfg, world_size), dist_init_required=False,
+        )
+        self.module = self.engine.module
+        self.bf16 = use_bf16(cfg)
+        self.world_size = world_size
+
+    def forward(self, ecg, ids, mask):
+        return self.engine(ecg.to(torch.bfloat16) if self.bf16 else ecg, ids, mask)
+
+    def backward_step(self, loss) -> bool:
+        boundary = self.engine.is_gradient_accumulation_boundary()
+        self.engine.backward(loss)
+        self.engine.step()  # DeepSpeed accumulates, clips, steps optimizer + scheduler at boundaries
+        return boundary
+
+    def optimizer_state(self) -> dict:
+        return self.optimizer.state_dict()
+
+    def load_optimizer(self, ckpt: LoadedCheckpoint) -> None:
+        shards = ckpt.optimizer_shards
+        try:
+            if shards and "ds_version" in shards[0]:
+                if len(shards) != self.world_size:
+                    raise ValueError(f"saved by {len(shards)} ranks, resuming with {self.world_size}")
+                self.optimizer.load_state_dict(shards, load_from_fp32_weights=False)
+            elif shards:
+                self.optimizer.load_state_dict(shards[0])
+            elif ckpt.optimizer is not None and self.cfg.train.zero_stage == 0:
+                self.optimizer.load_state_dict(ckpt.optimizer)
+            else:
+                raise ValueError("no optimizer state this backend can read")
+        except (ValueError, KeyError, RuntimeError, AssertionError) as e:
+            log.warning("optimizer state of %s not restored (%s): Adam moments restart", ckpt.path, e)
+
+    def lr(self) -> float:
+        return self.optimizer.param_groups[0]["lr"]
+
+
+def _maybe_test_crash(hook: dict | None, rank: int, step: int) -> None:
+    """TEST-ONLY fault injection: kill this worker process once (marker file) at a given step."""
+    if not hook or rank != hook["rank"] or step != hook["step"]:
+        return
+    marker = Path(hook["marker"])
+    if marker.exists():
+        return
+    marker.write_text(f"crashed rank {rank} at step {step}\n")
+    os._exit(1)
+
+
+def _resume(run_dir: str | None, scratch: str) -> LoadedCheckpoint | None:
+    """Latest valid checkpoint: Ray's latest reported one, else scan the run folder."""
+    import ray.train
+
+    candidates = []
+    ckpt = ray.train.get_checkpoint()
+    if ckpt is not None:
+        candidates.append(ckpt.path if ckpt.filesystem is None or "Local" in type(ckpt.filesystem).__name__
+                          else ckpt.to_directory(os.path.join(scratch, "ray_latest")))
+    if run_dir:
+        candidates += [c for c in list_checkpoints(run_dir) if c not in candidates]
+    return load_latest_valid(candidates, scratch) if candidates else None
+
+
+def _all_gather_objects(obj: Any) -> list[Any]:
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return [obj]
+    out: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
+@torch.no_grad()
+def validate(stepper, shard, collate, cfg: TrainConfig, device) -> dict[str, float]:
+    """Validation loss + ECG->report retrieval over the whole (all workers') held-out split."""
+    module = stepper.module
+    module.eval()
+    losses, ecg_embs, txt_embs, reports = [], [], [], []
+    for batch in shard.iter_torch_batches(batch_size=cfg.data.batch_size, collate_fn=collate, device=device):
+        ecg = batch["ecg"].to(torch.bfloat16) if isinstance(stepper, _DeepSpeedStepper) and stepper.bf16 else batch["ecg"]
+        out = module(ecg, batch["input_ids"], batch["attention_mask"])
+        losses.append((float(clip_loss(out["ecg"], out["text"], out["logit_scale"], gather=False)[0]), len(ecg)))
+        ecg_embs.append(out["ecg"].float().cpu())
+        txt_embs.append(out["text"].float().cpu())
+        reports += batch["report"]
+    module.train()
+    parts = _all_gather_objects((
+        torch.cat(ecg_embs) if ecg_embs else torch.zeros(0, cfg.model.proj_dim),
+        torch.cat(txt_embs) if txt_embs else torch.zeros(0, cfg.model.proj_dim),
+        reports, losses))
+    ecg_all = torch.cat([p[0] for p in parts])
+    txt_all = torch.cat([p[1] for p in parts])
+    rep_all = [r for p in parts for r in p[2]]
+    loss_n = [x for p in parts for x in p[3]]
+    if not rep_all:
+        return {}
+    acc = retrieval_accuracy(ecg_all, txt_all, rep_all)
+    n = sum(c for _, c in loss_n)
+    return {"val_loss": sum(v * c for v, c in loss_n) / n, "val_top1": acc[1], "val_top5": acc[5],
+            "val_n": len(rep_all), "val_distinct_reports": len(set(rep_all))}
+
+
+def zeroshot_validation(module, cfg: TrainConfig, device) -> dict[str, float]:
+    """Mean macro AUC over ``cfg.eval.tasks`` (rank 0 computes, every rank gets the value)."""
+    if not cfg.eval.tasks:
+        return {}
+    value = None
+    if not dist.is_initialized() or dist.get_rank() == 0:
+        from evaluation.zeroshot import evaluate_zeroshot
+
+        from training.data.loader import _tokenizer
+
+        prompts = json.loads(Path(cfg.eval.prompts).read_text()) if cfg.eval.prompts else None
+        module.eval()
+        aucs = {}
+        for task in cfg.eval.tasks:
+            task_prompts = prompts.get(task, prompts) if isinstance(prompts, dict) else None
+            res = evaluate_zeroshot(module, _tokenizer(cfg.model.text_model), task, cfg.eval.shards[task], cfg.data,
+                                    prompts=task_prompts, split=cfg.eval.split, batch_size=cfg.eval.batch_size,
+                                    device=str(device))
+            aucs[f"val_zeroshot_auc_{task}"] = float(res.macro_auc)
+        module.train()
+        value = {"val_zeroshot_auc": float(np.mean(list(aucs.values()))), **aucs}
+    if dist.is_initialized() and dist.get_world_size() > 1:
+        box = [value]
+        dist.broadcast_object_list(box, src=0)
+        value = box[0]
+    return value
+
+
+def train_loop_per_worker(config: dict) -> None:
+    """Ray Train entry point. ``config``: {"cfg": TrainConfig as dict, "run_dir": str, "test_crash_once": ...}."""
+    import ray.train
+    import ray.train.torch
+    from ray.train import Checkpoint
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    cfg = TrainConfig.model_validate(config["cfg"])
+    run_dir = config.get("run_dir")
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    device = ray.train.torch.get_device()
+    torch.set_num_threads(max(1, int(cfg.train.cpus_per_worker)))
+    seed_everything(cfg.train.seed, rank)
+
+    scratch = tempfile.mkdtemp(prefix="merl-ckpt-")
+    resumed = _resume(run_dir, scratch)
+    model = build_model(cfg.model, cfg.loss)
+    state = TrainState(seed=cfg.train.seed, backend=cfg.train.backend, world_size=world,
+                       zero_stage=cfg.train.zero_stage if cfg.train.backend == "deepspeed" else 0)
+    if resumed is not None:
+        model.load_state_dict(resumed.weights)
+        state.epoch, state.step = resumed.state.epoch, resumed.state.step
+        state.batch_in_epoch, state.samples_seen = resumed.state.batch_in_epoch, resumed.state.samples_seen
+        state.best_score = resumed.state.best_score
+        seed_everything(cfg.train.seed, rank, state.step)
+    stepper = (_DeepSpeedStepper(model, cfg, world) if cfg.train.backend == "deepspeed"
+               else _DDPStepper(model.to(device), cfg))
+    if resumed is not None:
+        stepper.load_optimizer(resumed)
+        if resumed.scheduler is not None:
+            stepper.scheduler.load_state_dict(resumed.scheduler)
+        if rank == 0:
+            log.info("resumed from %s at epoch %d step %d (lr %.3g)", resumed.path, state.epoch, state.step, stepper.lr())
+    del resumed
+
+    loss_fn = MERLLoss(cfg.loss.weight_clip, cfg.loss.weight_uni)
+    collate = Collate(pad_id_for(cfg.model.text_model))
+    metrics_log = MetricsLogger(run_dir, rank)
+    train_shard = ray.train.get_dataset_shard("train")
+    val_shard = ray.train.get_dataset_shard("val") if cfg.data.val_split else None
+    config_json = cfg.model_dump_json(indent=2)
+    last_saved = -1
+    last_val: dict[str, float] = {}
+
+    def report(metrics: dict[str, Any], with_checkpoint: bool) -> None:
+        nonlocal last_saved
+        metrics = {**metrics, "step": state.step, "epoch": state.epoch, "samples_seen": state.samples_seen}
+        score = state.best_score if state.best_score is not None else float("-inf")
+        metrics[SCORE] = metrics.get(SCORE, score)
+        if not with_checkpoint or state.step == last_saved:
+            ray.train.report(metrics)
+            return
+        with tempfile.TemporaryDirectory(prefix="merl-ckpt-out-") as tmp:
+            write_checkpoint(tmp, rank=rank, state=state, model=stepper.module if rank == 0 else None,
+                             optimizer_state=stepper.optimizer_state() if (stepper.sharded or rank == 0) else None,
+                             sharded_optimizer=stepper.sharded, scheduler_state=stepper.scheduler.state_dict(),
+                             config_json=config_json)
+            ckpt = Checkpoint.from_directory(tmp) if (stepper.sharded or rank == 0) else None
+            ray.train.report(metrics, checkpoint=ckpt, checkpoint_dir_name=f"checkpoint_step{state.step:08d}")
+        last_saved = state.step
+
+    max_steps = cfg.train.max_steps
+    done = max_steps is not None and state.step >= max_steps
+    stepper.module.train()
+    t_last, n_last = time.perf_counter(), 0
+    while state.epoch < cfg.train.epochs and not done:
+        skip = state.batch_in_epoch
+        it = train_shard.iter_torch_batches(
+            batch_size=cfg.data.batch_size, collate_fn=collate, drop_last=True, device=device,
+            prefetch_batches=cfg.data.prefetch, local_shuffle_buffer_size=cfg.data.batch_size * 4,
+            local_shuffle_seed=cfg.train.seed + state.epoch,
+        )
+        for i, batch in enumerate(it):
+            if i < skip:
+                continue  # consumed before the checkpoint this run resumed from
+            out = stepper.forward(batch["ecg"], batch["input_ids"], batch["attention_mask"])
+            loss = loss_fn(out)
+            stepped = stepper.backward_step(loss.total)
+            state.batch_in_epoch = i + 1
+            state.samples_seen += len(batch["ecg"]) * world
+            n_last += len(batch["ecg"]) * world
+            if not stepped:
+                continue
+            state.step += 1
+            _maybe_test_crash(config.get("test_crash_once"), rank, state.step)
+            train_metrics = {"loss": float(loss.total.detach()), "loss_clip": float(loss.clip), "loss_uni": float(loss.uni),
+                             "train_top1": loss.top1, "train_top5": loss.top5, "lr": stepper.lr(),
+                             "temperature": float(1.0 / out["logit_scale"].detach().float().clamp(max=math.log(100)).exp())}
+            if state.step % cfg.train.log_every == 0:
+                dt = time.perf_counter() - t_last
+                train_metrics["samples_per_s"] = n_last / dt if dt > 0 else 0.0
+                t_last, n_last = time.perf_counter(), 0
+                if rank == 0:
+                    log.info("epoch %d step %d loss %.4f (clip %.4f uni %.4f) top1 %.2f lr %.3g | %.1f samples/s",
+                             state.epoch, state.step, train_metrics["loss"], train_metrics["loss_clip"],
+                             train_metrics["loss_uni"], loss.top1, train_metrics["lr"], train_metrics["samples_per_s"])
+                metrics_log.log(state.step, train_metrics, "train")
+            done = max_steps is not None and state.step >= max_steps
+            if cfg.checkpoint.every_n_steps and state.step % cfg.checkpoint.every_n_steps == 0 and not done:
+                report({**train_metrics, **last_val}, with_checkpoint=True)
+            if done:
+                break
+        if not done:
+            state.epoch, state.batch_in_epoch = state.epoch + 1, 0
+        last_val = validate(stepper, val_shard, collate, cfg, device) if val_shard is not None else {}
+        last_val.update(zeroshot_validation(stepper.module, cfg, device))
+        if last_val:
+            score = last_val.get("val_zeroshot_auc", -last_val.get("val_loss", float("inf")))
+            state.best_score = score if state.best_score is None else max(state.best_score, score)
+            last_val[SCORE] = score
+            if rank == 0:
+                log.info("validation after epoch %d step %d: %s", state.epoch, state.step,
+                         ", ".join(f"{k} {v:.4f}" for k, v in last_val.items()))
+            metrics_log.log(state.step, last_val, "val")
+        report({**last_val, "lr": stepper.lr()}, with_checkpoint=True)
+    metrics_log.close()

@@ -1,0 +1,94 @@
+"""1-D ResNet ECG encoders (ResNet18/34/50/101) with attention pooling, as in MERL."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from training.model.heads import AttentionPool1d
+
+
+class BasicBlock1d(nn.Module):
+    expansion = 1
+
+    def __init__(self, cin: int, planes: int, stride: int = 1):
+        super().__init__()
+        self.conv1 = nn.Conv1d(cin, planes, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm1d(planes)
+        self.conv2 = nn.Conv1d(planes, planes, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm1d(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.down = _downsample(cin, planes * self.expansion, stride)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu(out + (self.down(x) if self.down is not None else x))
+
+
+class Bottleneck1d(nn.Module):
+    expansion = 4
+
+    def __init__(self, cin: int, planes: int, stride: int = 1):
+        super().__init__()
+        self.conv1 = nn.Conv1d(cin, planes, 1, bias=False)
+        self.bn1 = nn.BatchNorm1d(planes)
+        self.conv2 = nn.Conv1d(planes, planes, 3, stride, 1, bias=False)
+        self.bn2 = nn.BatchNorm1d(planes)
+        self.conv3 = nn.Conv1d(planes, planes * 4, 1, bias=False)
+        self.bn3 = nn.BatchNorm1d(planes * 4)
+        self.relu = nn.ReLU(inplace=True)
+        self.down = _downsample(cin, planes * 4, stride)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        return self.relu(out + (self.down(x) if self.down is not None else x))
+
+
+def _downsample(cin: int, cout: int, stride: int) -> nn.Module | None:
+    if stride == 1 and cin == cout:
+        return None
+    return nn.Sequential(nn.Conv1d(cin, cout, 1, stride, bias=False), nn.BatchNorm1d(cout))
+
+
+DEPTHS = {
+    "resnet18": (BasicBlock1d, (2, 2, 2, 2)),
+    "resnet34": (BasicBlock1d, (3, 4, 6, 3)),
+    "resnet50": (Bottleneck1d, (3, 4, 6, 3)),
+    "resnet101": (Bottleneck1d, (3, 4, 23, 3)),
+}
+
+
+class ResNet1d(nn.Module):
+    """12-lead ECG [B, 12, L] -> (attention-pooled [B, C], average-pooled [B, C]).
+
+    The attention-pooled vector feeds the cross-modal head, the average-pooled one the
+    uni-modal dropout views (MERL's split).
+    """
+
+    def __init__(self, name: str = "resnet18", width: int = 64, in_leads: int = 12):
+        super().__init__()
+        block, layers = DEPTHS[name]
+        self.stem = nn.Sequential(
+            nn.Conv1d(in_leads, width, 7, 2, 3, bias=False),
+            nn.BatchNorm1d(width),
+            nn.ReLU(inplace=True),
+            nn.MaxPool1d(3, 2, 1),
+        )
+        stages, cin = [], width
+        for i, n in enumerate(layers):
+            planes = width * 2**i
+            blocks = []
+            for j in range(n):
+                blocks.append(block(cin, planes, stride=2 if (i > 0 and j == 0) else 1))
+                cin = planes * block.expansion
+            stages.append(nn.Sequential(*blocks))
+        self.stages = nn.Sequential(*stages)
+        self.out_dim = cin
+        self.pool = AttentionPool1d(cin, num_heads=8 if cin % 8 == 0 else 1)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        feats = self.stages(self.stem(x))  # [B, C, T]
+        return self.pool(feats), feats.mean(dim=-1)

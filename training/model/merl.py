@@ -1,0 +1,48 @@
+"""The MERL dual encoder: ECG tower + text tower + projection heads + learnable temperature."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from training.model.heads import DropoutView, ECGProjection, TextProjection
+
+
+class MERLModel(nn.Module):
+    """``encode_ecg`` / ``encode_text`` give projected, *unnormalised* [B, D] embeddings.
+
+    ``forward`` also returns the two dropout views of the (average-pooled) ECG features
+    used by the uni-modal alignment loss, and the current logit scale.
+    """
+
+    def __init__(self, ecg_encoder: nn.Module, text_encoder: nn.Module, proj_dim: int, proj_hidden: int,
+                 dropout: float, temperature: float = 0.07, learnable_temperature: bool = True):
+        super().__init__()
+        self.ecg_encoder = ecg_encoder
+        self.text_encoder = text_encoder
+        self.ecg_proj = ECGProjection(ecg_encoder.out_dim, proj_hidden, proj_dim)
+        self.text_proj = TextProjection(text_encoder.out_dim, proj_hidden, proj_dim)
+        self.view1 = DropoutView(ecg_encoder.out_dim, proj_dim, dropout)
+        self.view2 = DropoutView(ecg_encoder.out_dim, proj_dim, dropout)
+        self.logit_scale = nn.Parameter(
+            torch.tensor([math.log(1.0 / temperature)]), requires_grad=learnable_temperature
+        )
+
+    def encode_ecg(self, x: torch.Tensor) -> torch.Tensor:
+        pooled, _ = self.ecg_encoder(x)
+        return self.ecg_proj(pooled)
+
+    def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.text_proj(self.text_encoder(input_ids, attention_mask))
+
+    def forward(self, ecg: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> dict[str, torch.Tensor]:
+        pooled, avg = self.ecg_encoder(ecg)
+        return {
+            "ecg": self.ecg_proj(pooled),
+            "text": self.encode_text(input_ids, attention_mask),
+            "ecg_view1": self.view1(avg),
+            "ecg_view2": self.view2(avg),
+            "logit_scale": self.logit_scale,
+        }

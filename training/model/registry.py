@@ -1,0 +1,42 @@
+"""Names -> models: ``build_model(cfg.model)`` is the one constructor training and export use."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from training.model.ecg_resnet import DEPTHS, ResNet1d
+from training.model.ecg_vit import SIZES, ViT1d
+
+if TYPE_CHECKING:
+    from training.config import LossConfig, ModelConfig
+    from training.model.merl import MERLModel
+
+ECG_ENCODERS: tuple[str, ...] = (*DEPTHS, *SIZES)
+
+
+def build_ecg_encoder(name: str, width: int = 64):
+    if name in DEPTHS:
+        return ResNet1d(name, width=width)
+    if name in SIZES:
+        return ViT1d(name)
+    raise ValueError(f"unknown ECG encoder {name!r}; choose one of {', '.join(ECG_ENCODERS)}")
+
+
+def build_model(model_cfg: "ModelConfig", loss_cfg: "LossConfig | None" = None, *,
+                pretrained_text: bool = True) -> "MERLModel":
+    """Build MERL from config. ``pretrained_text=False`` builds the text tower from its config
+    only (weights then come from a checkpoint / export bundle)."""
+    from training.config import LossConfig
+    from training.model.merl import MERLModel
+    from training.model.text import TextEncoder
+
+    loss_cfg = loss_cfg or LossConfig()
+    return MERLModel(
+        build_ecg_encoder(model_cfg.ecg_encoder, model_cfg.width),
+        TextEncoder(model_cfg.text_model, model_cfg.freeze_text_layers, config_only=not pretrained_text),
+        proj_dim=model_cfg.proj_dim,
+        proj_hidden=model_cfg.proj_hidden,
+        dropout=model_cfg.dropout,
+        temperature=loss_cfg.temperature,
+        learnable_temperature=loss_cfg.learnable,
+    )

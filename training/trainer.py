@@ -1,0 +1,80 @@
+"""``fit``: build the Ray Train ``TorchTrainer`` for a :class:`TrainConfig` and run it.
+
+Reused by ``merl train`` and by Ray Tune (``training/tune.py`` calls ``fit`` with modified
+configs). Re-running with the same storage path + name resumes from the run's latest valid
+checkpoint; worker failures restart the worker group from it (``max_failures``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from training.config import TrainConfig
+
+log = logging.getLogger(__name__)
+
+
+def resolve_storage(storage_path: str) -> str:
+    """Absolute local path (Ray needs one) or a URI left as is."""
+    return storage_path if "://" in storage_path else str(Path(storage_path).expanduser().resolve())
+
+
+def run_dir_for(storage_path: str, name: str) -> str:
+    return f"{resolve_storage(storage_path).rstrip('/')}/{name}"
+
+
+def build_trainer(cfg: TrainConfig, *, storage_path: str | None = None, name: str = "merl-pretrain",
+                  extra_callbacks: list | None = None, loop_config_extra: dict[str, Any] | None = None):
+    """The configured ``TorchTrainer`` (not started). ``loop_config_extra`` is for tests' fault hooks."""
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    from training.data.loader import split_datasets
+    from training.loop import SCORE, train_loop_per_worker
+
+    storage = resolve_storage(storage_path or cfg.checkpoint.storage_path)
+    return TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config={"cfg": cfg.model_dump(mode="json"), "run_dir": run_dir_for(storage, name),
+                           **(loop_config_extra or {})},
+        scaling_config=ScalingConfig(num_workers=cfg.train.num_workers, use_gpu=cfg.train.use_gpu,
+                                     resources_per_worker={"CPU": cfg.train.cpus_per_worker,
+                                                           **({"GPU": 1} if cfg.train.use_gpu else {})}),
+        torch_config=TorchConfig(backend="nccl" if cfg.train.use_gpu else "gloo"),
+        run_config=RunConfig(
+            name=name,
+            storage_path=storage,
+            failure_config=FailureConfig(max_failures=cfg.checkpoint.max_failures),
+            checkpoint_config=CheckpointConfig(num_to_keep=cfg.checkpoint.keep, checkpoint_score_attribute=SCORE,
+                                               checkpoint_score_order="max"),
+            callbacks=extra_callbacks or None,
+        ),
+        datasets=split_datasets(cfg.data, cfg.model),
+    )
+
+
+def fit(cfg: TrainConfig, *, storage_path: str | None = None, name: str = "merl-pretrain",
+        address: str | None = None, resume: bool = True, extra_callbacks: list | None = None,
+        loop_config_extra: dict[str, Any] | None = None):
+    """Train MERL on Ray; returns the ``ray.train.Result`` (``.checkpoint``, ``.metrics``, ``.best_checkpoints``).
+
+    ``storage_path`` defaults to ``cfg.checkpoint.storage_path``; the run lives in
+    ``<storage_path>/<name>``. ``resume=False`` never continues an existing run: a fresh
+    name with a timestamp suffix is used instead.
+    """
+    from cluster.local import ensure_ray
+
+    storage = resolve_storage(storage_path or cfg.checkpoint.storage_path)
+    if not resume and "://" not in storage and Path(run_dir_for(storage, name)).exists():
+        name = f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        log.info("resume=False and the run exists: starting a new run %s", name)
+    ensure_ray(address)
+    trainer = build_trainer(cfg, storage_path=storage, name=name, extra_callbacks=extra_callbacks,
+                            loop_config_extra=loop_config_extra)
+    result = trainer.fit()
+    log.info("run finished: %s (latest checkpoint %s)", run_dir_for(storage, name),
+             result.checkpoint.path if result.checkpoint else None)
+    return result
