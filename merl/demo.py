@@ -60,7 +60,7 @@ def plan(cfg: DemoConfig, out: Path) -> list[Step]:
     for i, (layout, n) in enumerate(sizes.items()):
         steps.append(Step(f"synth {layout}", ["data", "synth", "--layout", layout, "--out", str(raw / layout),
                                               "--n", str(n), "--seed", str(cfg.seed + i)],
-                          done_when=raw / layout / ".complete"))
+                          done_when=raw / layout / "synthetic.json"))
     for layout in sizes:
         steps.append(Step(f"prepare {layout}", ["data", "prepare", "--dataset", layout, "--root", str(raw / layout),
                                                 "--out", str(shards / layout)],

@@ -175,3 +175,19 @@ def test_inferior_infarct_localises_st_elevation():
         st = np.median([s[:, b + 30] - s[:, a - 15] for a, b in bounds], axis=0)
         assert st[[1, 2, 5]].mean() > 0.1, st
         assert st[4] < 0, st
+
+
+@pytest.mark.realdata
+def test_amplitudes_are_on_the_scale_of_real_records(shared_dir):
+    """Per-lead QRS swing of synthetic records within a factor of two of real 12-lead ECGs."""
+    import wfdb
+
+    def swing(s):
+        return np.percentile(s, 99.5, axis=1) - np.percentile(s, 0.5, axis=1)
+
+    real = [swing(wfdb.rdrecord(str(h.with_suffix(""))).p_signal.T)
+            for h in sorted((shared_dir / "real-ecg/cinc2021").glob("*.hea"))]
+    assert len(real) >= 10
+    synth = [swing(r.signal_mv) for r in records(None, n=30, seed=12)]
+    ratio = np.median(synth, axis=0) / np.median(real, axis=0)
+    assert ((ratio > 0.5) & (ratio < 2.0)).all(), ratio

@@ -17,10 +17,10 @@ SINUS = {"sinus_normal", "sinus_brady", "sinus_tachy", "sinus_arrhythmia"}
 
 # Optional conditions with their probability in an abnormal record.
 OPTIONAL = {
-    "avb1": 0.08, "mobitz1": 0.012, "mobitz2": 0.01,
+    "avb1": 0.08, "pr_borderline": 0.02, "mobitz1": 0.012, "mobitz2": 0.01,
     "pac": 0.06, "pvc": 0.07, "bigeminy": 0.015, "trigeminy": 0.012,
     "lbbb": 0.05, "ilbbb": 0.01, "rbbb": 0.07, "irbbb": 0.045, "ivcd": 0.03, "wpw": 0.008,
-    "lafb": 0.06, "lpfb": 0.01,
+    "lafb": 0.06, "lpfb": 0.01, "septal_hypertrophy": 0.01,
     "lvh": 0.08, "rvh": 0.015, "high_voltage": 0.015, "lae": 0.04, "rae": 0.015, "low_voltage": 0.04,
     "lad": 0.05, "rad": 0.03, "ccw_rotation": 0.015, "cw_rotation": 0.015,
     "mi_inferior": 0.07, "mi_anterior": 0.025, "mi_anteroseptal": 0.04, "mi_lateral": 0.02,
@@ -35,7 +35,7 @@ OPTIONAL = {
 ALL_CONDITIONS = tuple(RHYTHMS) + tuple(OPTIONAL)
 P_ACUTE_MI = 0.3
 
-AV = {"avb1", "mobitz1", "mobitz2"}
+AV = {"avb1", "pr_borderline", "mobitz1", "mobitz2"}
 ECTOPY = {"pac", "pvc", "bigeminy", "trigeminy"}
 VCOND = {"lbbb", "ilbbb", "rbbb", "irbbb", "ivcd", "wpw"}
 FASCICLE = {"lafb", "lpfb"}
@@ -55,6 +55,7 @@ _PAIRS_FORBIDDEN = [  # (a, b): never together (clinically impossible or mutuall
     ("acute_mi", "st_elevation"), ("acute_mi", "early_repol"), ("acute_mi", "mi_posterior"),
     ("early_repol", "st_elevation"), ("lbbb", "ccw_rotation"), ("lbbb", "cw_rotation"),
     ("rbbb", "ccw_rotation"), ("rvh", "ccw_rotation"), ("rvh", "cw_rotation"),
+    *[("septal_hypertrophy", c) for c in ("lbbb", "ilbbb", "lafb", "lpfb", "wpw", "rvh", *sorted(MI))],
 ]
 
 
@@ -85,6 +86,8 @@ def compatible(conds: set[str]) -> bool:
         return False
     if conds & {"pac", "bigeminy", "trigeminy"} and rhythm not in SINUS:
         return False
+    if conds & {"bigeminy", "trigeminy"} and rhythm == "sinus_tachy":
+        return False  # no room for a premature beat in every cycle
     if "pvc" in conds and rhythm not in SINUS | {"afib"}:
         return False
     if conds & MI and conds & {"lbbb", "ilbbb"}:

@@ -76,12 +76,11 @@ def _frontal_axis(w: Waves, groups: tuple[int, ...]) -> float | None:
 
 def _tile(tmpl: Waves, onsets: np.ndarray, qt_shift: np.ndarray | None = None):
     """Place a template at each onset; T/U waves move with each beat's QT."""
-    k = len(tmpl.t)
     t = onsets[:, None] + tmpl.t[None, :]
     if qt_shift is not None:
         t = t + qt_shift[:, None] * np.isin(tmpl.group, (T, U))[None, :]
     return (t.ravel(), np.tile(tmpl.sigma, len(onsets)), np.tile(tmpl.vec, (len(onsets), 1)),
-            np.tile(tmpl.group, len(onsets)) if k else np.zeros(0, int))
+            np.tile(tmpl.group, len(onsets)))
 
 
 def _beats(tl: Timeline, normal: Template, p_waves: tuple[Waves, Waves], person: Person, rng) -> Waves:
@@ -119,8 +118,13 @@ def generate_record(
     prior: str = "general",
     nuisance_rate: float = 0.01,
 ) -> SynthRecord:
-    """Generate one record. ``conditions`` fixes the findings (else drawn from the prior);
-    ``prior`` is ``general``, ``cpsc`` (CPSC2018 class mix) or ``csn`` (labelled records only)."""
+    """Generate one record (pure: everything random comes from ``rng``).
+
+    ``conditions`` fixes the findings (else drawn from ``prior``: ``general``, ``cpsc`` for
+    the CPSC2018 class mix, ``csn`` for labelled records only). ``noise=False`` gives the
+    clean signal (for measuring morphology); ``nuisance_rate`` is the chance of each of an
+    arm-lead reversal and a detached chest electrode.
+    """
     if conditions is None:
         conds = draw_conditions(rng, prior)
     else:

@@ -50,7 +50,7 @@ class Person:
     def sample(rng: np.random.Generator) -> "Person":
         return Person(
             axis=float(np.clip(rng.normal(45, 16), -10, 75)),
-            qrs_amp=float(rng.uniform(1.1, 1.9)),
+            qrs_amp=float(rng.uniform(0.95, 1.7)),
             qrs_z=float(rng.uniform(-0.55, -0.3)),
             qrs_ms=float(rng.uniform(80, 102)),
             qtc_ms=float(rng.uniform(385, 440)),
@@ -99,11 +99,11 @@ def _st_waves(j: float, vec: np.ndarray) -> list:
     return [(j + 35.0, 30.0, 0.8 * vec, ST), (j + 95.0, 38.0, 0.7 * vec, ST)]
 
 
-def _normal_qrs(p: Person) -> list:
-    main = direction(p.axis, p.qrs_z)
+def _normal_qrs(main: np.ndarray, amp: float) -> list:
+    """Normal activation: septum left-to-right, LV free wall along the axis, basal forces."""
     return [
         (14.0, 6.0, 0.22 * direction(165, 0.6), QRS),  # septal, left-to-right
-        (44.0, 11.0, p.qrs_amp * main, QRS),  # left-ventricular free wall
+        (44.0, 11.0, amp * main, QRS),  # left-ventricular free wall
         (72.0, 8.0, 0.33 * direction(-120, -0.5), QRS),  # basal terminal forces
     ]
 
@@ -129,17 +129,15 @@ def ventricular_template(conds: set[str], p: Person, rng: np.random.Generator) -
         z = u(-0.8, -0.65)
     main = direction(axis, z)
     amp = p.qrs_amp
-    items = [
-        (14.0, 6.0, 0.22 * direction(165, 0.6), QRS),
-        (44.0, 11.0, amp * main, QRS),
-        (72.0, 8.0, 0.33 * direction(-120, -0.5), QRS),
-    ]
+    items = _normal_qrs(main, amp)
     target_qrs = p.qrs_ms
     t_vec = direction(axis - 10 + u(-15, 15), 0.35)
     t_amp = p.t_amp
     st_items: list = []
     extra_t: list = []
 
+    if "septal_hypertrophy" in conds:  # thick septum: tall r in V1-V2, deep narrow q in I, aVL, V5-V6
+        items[0] = (16.0, 7.0, u(0.6, 0.85) * direction(170, 0.6), QRS)
     if "lafb" in conds:
         items[0] = (14.0, 7.0, 0.25 * direction(110, 0.2), QRS)  # initial inferior-rightward: q in I/aVL
         target_qrs = u(95, 112)
@@ -197,7 +195,7 @@ def ventricular_template(conds: set[str], p: Person, rng: np.random.Generator) -
             else:
                 extra_t.append(-u(0.2, 0.35) * terr)  # evolved: T inversion over the scar
     if "lvh" in conds:
-        target_qrs = max(target_qrs or 0, u(96, 112)) if target_qrs is not None else None
+        target_qrs = max(target_qrs, u(96, 112))  # a thick wall conducts a little longer
         if "_lvh_strain" in conds:  # strain pattern
             t_vec, t_amp = -main, u(0.25, 0.45)
             st_items.append(-0.12 * main)

@@ -27,6 +27,7 @@ RHYTHM = {
 }
 WITH = {  # suffixes joined to the rhythm ("sinus rhythm with 1st degree a-v block")
     "avb1": ["1st degree a-v block", "first degree av block", "prolonged pr interval"],
+    "pr_borderline": ["borderline prolonged pr interval", "borderline pr prolongation"],
     "mobitz1": ["2nd degree a-v block, mobitz i (wenckebach)", "second degree av block, mobitz type i",
                 "wenckebach"],
     "mobitz2": ["2nd degree a-v block, mobitz ii", "second degree av block, mobitz type ii"],
@@ -45,6 +46,7 @@ STATEMENT = {
     "wpw": ["ventricular pre-excitation, wpw pattern", "wolff-parkinson-white pattern", "wpw"],
     "lafb": ["left anterior fascicular block", "left anterior hemiblock", "lafb"],
     "lpfb": ["left posterior fascicular block", "left posterior hemiblock"],
+    "septal_hypertrophy": ["septal hypertrophy", "prominent septal forces, consider septal hypertrophy"],
     "lad": ["left axis deviation", "leftward axis"],
     "rad": ["right axis deviation", "rightward axis"],
     "ccw_rotation": ["counterclockwise rotation", "early precordial r wave transition", "early transition"],
@@ -91,7 +93,7 @@ MI_OLD = ["{s} infarct - age undetermined", "possible {s} infarct - age undeterm
 MI_ACUTE = ["{s} infarct - acute", "acute {s} infarct", "{s} st elevation mi",
             "st elevation consider {s} injury or acute infarct"]
 MINOR = {"high_voltage", "lad", "rad", "irbbb", "lafb", "lae", "rae", "low_t", "ccw_rotation", "cw_rotation", "u_wave",
-         "early_repol", "avb1", "pac", "sinus_arrhythmia", "sinus_brady", "sinus_tachy"}
+         "early_repol", "avb1", "pr_borderline", "pac", "sinus_arrhythmia", "sinus_brady", "sinus_tachy"}
 GERMAN = {
     "sinus_normal": "sinusrhythmus", "sinus_brady": "sinusbradykardie", "sinus_tachy": "sinustachykardie",
     "sinus_arrhythmia": "sinusarrhythmie", "afib": "vorhofflimmern", "aflutter": "vorhofflattern",
@@ -134,7 +136,7 @@ def statements(conds: list[str], rng: np.random.Generator, hr: float, flags: dic
         head = "marked sinus bradycardia"
     out = [head]
     joined = False
-    for c in ("avb1", "mobitz1", "mobitz2", "pac", "pvc", "bigeminy", "trigeminy"):
+    for c in WITH:
         if c in s:
             phrase = _pick(rng, WITH[c])
             if not joined and rhythm in SINUS | {"afib"} and rng.random() < 0.6:

@@ -49,6 +49,8 @@ def simulate(conds: set[str], pr_ms: float, duration: float, rng: np.random.Gene
     pr = pr_ms / 1000.0
     if "avb1" in conds:
         pr = u(0.23, 0.36)
+    if "pr_borderline" in conds:
+        pr = u(0.205, 0.225)
     if "wpw" in conds:
         pr = u(0.085, 0.115)
 
@@ -156,6 +158,7 @@ def _add_pvcs(tl: Timeline, conds: set[str], rng) -> Timeline:
         idx = np.sort(rng.choice(np.arange(1, n), size=min(int(rng.integers(1, 4)), n - 1), replace=False))
     coupling = rng.uniform(0.5, 0.65)
     for i in idx:
-        v[i] = v[i - 1] + coupling * (v[i] - v[i - 1])
+        rr = v[i] - v[i - 1]
+        v[i] = v[i - 1] + max(coupling * rr, min(0.36, 0.8 * rr))  # not on the preceding T wave
         kind[i] = PVC
     return Timeline(tl.p_on, tl.p_ectopic, v, kind, tl.atrial, tl.atrial_rate, tl.pr_ms, tl.escape)
