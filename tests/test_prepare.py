@@ -15,7 +15,7 @@ from merl.io import sha256_file
 from training.data.manifest import read_manifest
 from training.data.prepare import PrepareConfig, assign_splits, prepare, process_records
 from training.data.readers import make_reader
-from training.data.schema import SHARD_SCHEMA, decode_signal
+from training.data.schema import LEADS, SHARD_SCHEMA, decode_signal
 from training.data.shards import read_shard
 
 
@@ -147,7 +147,7 @@ SYNTH_REASONS = {
 
 @pytest.mark.slow
 @pytest.mark.xdist_group("ray")
-@pytest.mark.parametrize("layout", ["mimic", "csn"])
+@pytest.mark.parametrize("layout", ["mimic", "ptbxl", "cpsc2018", "csn"])
 def test_prepare_synthetic_corpus_quarantines_exactly_the_damaged(tmp_path, ray_local, layout):
     synth = pytest.importorskip("training.data.synth")
     root = tmp_path / layout
@@ -155,9 +155,27 @@ def test_prepare_synthetic_corpus_quarantines_exactly_the_damaged(tmp_path, ray_
     plan = {r["id"]: r for r in json.loads((root / "corrupt.json").read_text())["records"]}
     prepare(layout, root, tmp_path / "out", PrepareConfig(records_per_shard=8))
     q = {e["id"]: e["reason"] for e in map(json.loads, (tmp_path / "out" / "quarantine.jsonl").read_text().splitlines())}
-    short = {k for k, v in q.items() if v == "report shorter than 4 words"}  # clean but terse reports
-    assert q.keys() - short == plan.keys()
+    short = "report shorter than 4 words"  # terse synthetic reports: checked at index time, before signals
+    assert plan.keys() <= q.keys() and all(q[k] == short for k in q.keys() - plan.keys())
     for rid, r in plan.items():
-        assert q[rid].startswith(SYNTH_REASONS[r["kind"]].format(d=r["detail"])), (r, q[rid])
+        d = LEADS[int(r["detail"])] if r["detail"].isdigit() else r["detail"]  # CPSC .mat: a row index
+        want = SYNTH_REASONS[r["kind"]].format(d=d)
+        if layout == "cpsc2018" and r["kind"] == "missing_lead":
+            want = "missing leads: ECG.data has 11 rows"  # no lead names in the file
+        if layout == "cpsc2018" and r["kind"] == "truncated_mat":
+            want = "unreadable .mat"  # a MATLAB 5 file: scipy cannot parse a cut-off one
+        assert q[rid] == short or q[rid].startswith(want), (r, q[rid])
     m = read_manifest(tmp_path / "out")
     assert m.counts.records == 30 - len(q)
+
+
+def test_unreachable_cluster_is_a_clear_error(tmp_path):
+    import subprocess
+    import sys
+
+    mimic_layout(tmp_path / "m", n=1)
+    cmd = [sys.executable, "-c", "from merl.cli import main; main()", "data", "prepare", "--dataset", "mimic",
+           "--root", str(tmp_path / "m"), "--out", str(tmp_path / "o"), "--address", "127.0.0.1:1"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "cannot reach the Ray cluster" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "o" / "manifest.json").exists()

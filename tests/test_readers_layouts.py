@@ -110,3 +110,12 @@ def test_missing_root_files_are_clear_errors(tmp_path):
     for ds in ("mimic", "ptbxl", "cpsc2018", "csn"):
         with pytest.raises(FileNotFoundError):
             make_reader(ds, str(tmp_path)).index(str(tmp_path))
+
+
+def test_wrong_columns_are_layout_errors(tmp_path):
+    from merl.config import ConfigError
+
+    ptbxl_layout(tmp_path, n=2)
+    pd.read_csv(tmp_path / "ptbxl_database.csv").drop(columns=["strat_fold"]).to_csv(tmp_path / "ptbxl_database.csv", index=False)
+    with pytest.raises(ConfigError, match=r"missing column\(s\) \['strat_fold'\]"):
+        make_reader("ptbxl", str(tmp_path)).index(str(tmp_path))

@@ -18,7 +18,10 @@ from training.data.schema import LEADS
 pytestmark = pytest.mark.realdata
 
 
-def test_cinc2021_all_records(shared_dir):
+def test_cinc2021_all_records(shared_dir, monkeypatch):
+    from training.data.readers import wfdb_reader
+
+    monkeypatch.setattr(wfdb_reader, "_read_with_wfdb", None)  # .mat 16x1+24: fast path only
     root = shared_dir / "real-ecg" / "cinc2021"
     reader = make_reader("wfdb", str(root), conditions_csv=str(shared_dir / "reference" / "csn_conditions.csv"))
     refs = reader.index(str(root)).refs
@@ -39,9 +42,12 @@ def test_cinc2021_all_records(shared_dir):
     assert by_id["HR06000"].labels == ["TWC", "SR"] and by_id["HR06000"].sex == "F"
 
 
-def test_ptb_s0010_lower_case_leads_two_files_1000hz(shared_dir):
+def test_ptb_s0010_lower_case_leads_two_files_1000hz(shared_dir, monkeypatch):
+    from training.data.readers import wfdb_reader
+
+    monkeypatch.setattr(wfdb_reader, "_read_with_wfdb", None)  # two format-16 files: fast path only
     path = shared_dir / "real-ecg" / "physionet-wfdb" / "s0010_re"
-    raw, _ = read_wfdb(path)
+    raw = read_wfdb(path)
     ref = wfdb.rdrecord(str(path))
     np.testing.assert_array_equal(raw.signal, ref.p_signal.T)
     out = canonicalize(raw)
@@ -52,7 +58,7 @@ def test_ptb_s0010_lower_case_leads_two_files_1000hz(shared_dir):
 
 def test_mitbih_100_missing_leads(shared_dir):
     path = shared_dir / "real-ecg" / "physionet-wfdb" / "100"
-    raw, _ = read_wfdb(path)
+    raw = read_wfdb(path)
     np.testing.assert_array_equal(raw.signal, wfdb.rdrecord(str(path)).p_signal.T)
     assert raw.fs == 360 and raw.leads == ["MLII", "V5"]
     with pytest.raises(RecordError, match="missing leads"):

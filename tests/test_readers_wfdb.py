@@ -9,12 +9,23 @@ import wfdb
 from ecg_fixtures import MIMIC_ORDER, PTBXL_NAMES, canonical_signal, write_cinc_mat, write_wfdb
 from training.data.readers import RecordError
 from training.data.readers.header import parse_header
+from training.data.readers import wfdb_reader
 from training.data.readers.wfdb_reader import read_wfdb
 from training.data.schema import LEADS
 
 
+@pytest.fixture
+def fast_only(monkeypatch):
+    """Fail if the wfdb fallback is used: these records must take the fast path."""
+
+    def _no(*a, **k):
+        raise AssertionError("fell back to wfdb.rdrecord")
+
+    monkeypatch.setattr(wfdb_reader, "_read_with_wfdb", _no)
+
+
 def _same_as_wfdb(path) -> np.ndarray:
-    raw, header = read_wfdb(path)
+    raw = read_wfdb(path)
     ref = wfdb.rdrecord(str(path))
     assert raw.leads == ref.sig_name
     assert raw.fs == ref.fs
@@ -38,20 +49,20 @@ def test_parse_header_fields():
     assert h.comments == ["Age: 60", "Dx: 1,2"]
 
 
-def test_fmt16_matches_wfdb_with_reordered_leads(tmp_path):
+def test_fmt16_matches_wfdb_with_reordered_leads(tmp_path, fast_only):
     sig = canonical_signal(seed=1)
     _same_as_wfdb(write_wfdb(tmp_path, "r1", sig, 500, MIMIC_ORDER))
     _same_as_wfdb(write_wfdb(tmp_path, "r2", sig[:, :1000], 100, PTBXL_NAMES))
 
 
-def test_nan_samples_match_wfdb(tmp_path):
+def test_nan_samples_match_wfdb(tmp_path, fast_only):
     sig = canonical_signal(seed=2)
     sig[3, 100:110] = np.nan
     out = _same_as_wfdb(write_wfdb(tmp_path, "nan", sig, 500, list(LEADS)))
     assert np.isnan(out[3, 100:110]).all() and np.isfinite(out[2]).all()
 
 
-def test_cinc_mat_offset_24_matches_wfdb(tmp_path):
+def test_cinc_mat_offset_24_matches_wfdb(tmp_path, fast_only):
     path = write_cinc_mat(tmp_path, "JS00001", canonical_signal(seed=3), 500, list(LEADS), ["Dx: 426783006"])
     out = _same_as_wfdb(path)
     assert out.shape == (12, 5000)
@@ -59,17 +70,17 @@ def test_cinc_mat_offset_24_matches_wfdb(tmp_path):
 
 def test_format_212_falls_back_to_wfdb(tmp_path):
     sig = canonical_signal(n=720, fs=360, seed=4)[:2]
-    raw, _ = read_wfdb(write_wfdb(tmp_path, "p212", sig, 360, ["MLII", "V5"], fmt="212"))
+    raw = read_wfdb(write_wfdb(tmp_path, "p212", sig, 360, ["MLII", "V5"], fmt="212"))
     ref = wfdb.rdrecord(str(tmp_path / "p212"))
     np.testing.assert_array_equal(raw.signal, ref.p_signal.T)
     assert raw.leads == ["MLII", "V5"]
 
 
-def test_microvolt_units_become_millivolts(tmp_path):
+def test_microvolt_units_become_millivolts(tmp_path, fast_only):
     sig = canonical_signal(n=500, seed=5)
     wfdb.wrsamp("uv", fs=500, units=["uV"] * 12, sig_name=list(LEADS), p_signal=sig.T * 1000, fmt=["16"] * 12,
                 adc_gain=[1.0] * 12, baseline=[0] * 12, write_dir=str(tmp_path))
-    raw, _ = read_wfdb(tmp_path / "uv")
+    raw = read_wfdb(tmp_path / "uv")
     np.testing.assert_allclose(raw.signal, sig, atol=1e-9)
 
 
@@ -89,7 +100,7 @@ def test_truncated_and_missing_files_raise_record_errors(tmp_path):
         read_wfdb(tmp_path / "g")
 
 
-def test_garbage_cinc_mat_is_rejected(tmp_path):
+def test_garbage_cinc_mat_is_rejected(tmp_path, fast_only):
     path = write_cinc_mat(tmp_path, "JS1", canonical_signal(seed=7), 500, list(LEADS), [])
     blob = bytearray((tmp_path / "JS1.mat").read_bytes())
     blob[:4] = b"MATL"  # same size, wrong header

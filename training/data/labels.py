@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from evaluation.tasks import CPSC_CLASSES
+from training.data.readers.base import require_columns
 
 
 def parse_scp_codes(text: str) -> dict[str, float]:
@@ -57,10 +58,9 @@ class SnomedMap:
 
     @classmethod
     def from_csv(cls, path: str | Path) -> "SnomedMap":
-        df = pd.read_csv(path, dtype=str)
-        need = {"Acronym Name", "Snomed_CT"}
-        if not need <= set(df.columns):
-            raise ValueError(f"{path}: expected columns {sorted(need)}, got {list(df.columns)}")
+        df = pd.read_csv(path, dtype=str, encoding="utf-8-sig")
+        df.columns = [c.strip() for c in df.columns]
+        require_columns(df.columns, ["Acronym Name", "Snomed_CT"], path)
         mapping: dict[str, list[str]] = {}
         for acr, code in zip(df["Acronym Name"], df["Snomed_CT"]):
             if isinstance(acr, str) and isinstance(code, str) and acr.strip() and code.strip():

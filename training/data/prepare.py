@@ -27,7 +27,7 @@ from pydantic import Field
 from merl.config import StrictModel
 from merl.io import atomic_write_text
 from training.data.canonical import CanonConfig, canonicalize
-from training.data.manifest import QUARANTINE_NAME, Counts, Manifest, ShardInfo, write_manifest
+from training.data.manifest import MANIFEST_NAME, QUARANTINE_NAME, Counts, Manifest, ShardInfo, write_manifest
 from training.data.readers import DATASETS, Quarantined, RecordError, RecordRef, make_reader
 from training.data.schema import SPLITS, CanonicalRecord
 from training.data.shards import SHARD_GLOB, done_path, is_complete, shard_name, write_done, write_shard
@@ -97,7 +97,7 @@ def assign_splits(dataset: str, refs: list[RecordRef], cfg: SplitConfig) -> list
         return dropped
     todo = [r for r in refs if not r.split]
     if todo:
-        test_f, val_f = DEFAULT_FRACTIONS[dataset]
+        test_f, val_f = DEFAULT_FRACTIONS.get(dataset, (0.2, 0.1))
         test_f = cfg.test_fraction if cfg.test_fraction is not None else test_f
         val_f = cfg.val_fraction if cfg.val_fraction is not None else val_f
         groups = [(r.patient_id if cfg.by_patient and r.patient_id else f"rec:{r.id}") for r in todo]
@@ -198,7 +198,6 @@ def prepare(
     quarantined = [q.to_dict() for q in idx.quarantined]
     quarantined += [q.to_dict() for q in assign_splits(dataset, refs, cfg.split)]
     tasks = build_tasks(dataset, refs, cfg)
-    _remove_stale(out, len(tasks))
     log.info("%s: %d records indexed, %d shard tasks", dataset, len(refs), len(tasks))
 
     done: dict[int, dict] = {}
@@ -210,6 +209,10 @@ def prepare(
         else:
             pending.append(t)
     skipped = len(done)
+    if pending:
+        # Until this run's manifest exists the folder must not look complete to a reader.
+        (out / MANIFEST_NAME).unlink(missing_ok=True)
+    _remove_stale(out, len(tasks))
     if pending:
         from cluster.local import ensure_ray
 

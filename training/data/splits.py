@@ -21,8 +21,7 @@ DEFAULT_FRACTIONS: dict[str, tuple[float, float]] = {
     "cpsc2018": (0.2, 0.1),
     "csn": (0.2, 0.1),
     "wfdb": (0.2, 0.1),
-    "ptbxl": (0.2, 0.1),  # only used if a PTB-XL table lacks strat_fold
-}
+}  # PTB-XL always uses its strat_fold
 
 
 def seeded_split(groups: list[str], test_fraction: float, val_fraction: float, seed: int) -> list[str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from training.data.readers.base import IndexResult, Quarantined, RawSignal, Reader, RecordError, RecordRef
+from training.data.readers.base import IndexResult, LayoutError, Quarantined, RawSignal, Reader, RecordError, RecordRef
 
 DATASETS = ("mimic", "ptbxl", "cpsc2018", "csn", "wfdb")
 
@@ -41,4 +41,4 @@ def make_reader(
     raise ValueError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
 
 
-__all__ = ["DATASETS", "IndexResult", "Quarantined", "RawSignal", "Reader", "RecordError", "RecordRef", "make_reader"]
+__all__ = ["DATASETS", "IndexResult", "LayoutError", "Quarantined", "RawSignal", "Reader", "RecordError", "RecordRef", "make_reader"]

@@ -14,6 +14,22 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from merl.config import ConfigError
+
+
+class LayoutError(ConfigError):
+    """The dataset root does not match the chosen layout (a table lacks a column ...).
+
+    A ConfigError, so the CLI shows the message instead of a traceback: the fix is a
+    different ``--dataset``/``--root``, not a code change.
+    """
+
+
+def require_columns(columns, need, path) -> None:
+    missing = [c for c in need if c not in set(columns)]
+    if missing:
+        raise LayoutError(f"{path}: missing column(s) {missing}; has {list(columns)}")
+
 
 class RecordError(Exception):
     """A record that cannot be used; ``reason`` becomes its quarantine entry."""

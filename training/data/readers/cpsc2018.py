@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from training.data.labels import cpsc_labels
-from training.data.readers.base import IndexResult, Quarantined, RawSignal, RecordError, RecordRef
+from training.data.readers.base import IndexResult, Quarantined, RawSignal, RecordError, RecordRef, require_columns
 from training.data.readers.ptbxl import _age, _sex, refs_from_table
 from training.data.readers.wfdb_reader import read_wfdb
 from training.data.schema import LEADS
@@ -36,8 +36,10 @@ def read_cpsc_mat(path: str) -> tuple[np.ndarray, float | None, str]:
     if ecg is None or not hasattr(ecg, "data"):
         raise RecordError("unreadable .mat: no ECG struct with a data field")
     data = np.asarray(ecg.data, dtype=np.float64)
-    if data.ndim != 2 or data.shape[0] != len(LEADS):
+    if data.ndim != 2:
         raise RecordError(f"unreadable .mat: ECG.data has shape {data.shape}, expected (12, N)")
+    if data.shape[0] != len(LEADS):  # the file has no lead names: which one is absent is unknowable
+        raise RecordError(f"missing leads: ECG.data has {data.shape[0]} rows, expected 12")
     return data, _age(getattr(ecg, "age", None)), _sex(getattr(ecg, "sex", ""))
 
 
@@ -59,7 +61,9 @@ class Cpsc2018Reader:
                 f"{root}: neither REFERENCE.csv (original CPSC2018) nor icbeb_database.csv (WFDB re-write)"
             )
         mats = {p.stem: p for p in rootp.rglob("*.mat")}
-        df = pd.read_csv(ref_csv, dtype=str)
+        df = pd.read_csv(ref_csv, dtype=str, encoding="utf-8-sig")
+        df.columns = [c.strip() for c in df.columns]
+        require_columns(df.columns, ["Recording"], ref_csv)
         label_cols = [c for c in df.columns if c != "Recording"]
         refs: list[RecordRef] = []
         bad: list[Quarantined] = []
@@ -82,5 +86,5 @@ class Cpsc2018Reader:
             data, age, sex = read_cpsc_mat(ref.path)
             ref.age, ref.sex = age, sex
             return RawSignal(signal=data, fs=CPSC_FS, leads=list(LEADS)), ref
-        raw, _ = read_wfdb(ref.path)
+        raw = read_wfdb(ref.path)
         return raw, ref

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from training.data.readers.base import IndexResult, Quarantined, RawSignal, RecordRef
+from training.data.readers.base import IndexResult, Quarantined, RawSignal, RecordRef, require_columns
 from training.data.readers.wfdb_reader import read_wfdb
 from training.data.reports import REPORT_COLUMNS, clean_mimic_report
 
@@ -28,8 +28,10 @@ class MimicReader:
         for p in (rl_path, mm_path):
             if not p.is_file():
                 raise FileNotFoundError(f"{p} not found: {root} is not a MIMIC-IV-ECG root")
+        require_columns(pd.read_csv(rl_path, nrows=0).columns, ["subject_id", "study_id", "path"], rl_path)
         rl = pd.read_csv(rl_path, dtype=str, usecols=["subject_id", "study_id", "path"])
         header = pd.read_csv(mm_path, nrows=0).columns
+        require_columns(header, ["study_id", "report_0"], mm_path)
         cols = [c for c in REPORT_COLUMNS if c in header]
         mm = pd.read_csv(mm_path, dtype=str, usecols=["study_id", *cols], keep_default_na=False)
         mm = mm.drop_duplicates("study_id")
@@ -53,5 +55,5 @@ class MimicReader:
         return IndexResult(refs, bad)
 
     def read(self, ref: RecordRef) -> tuple[RawSignal, RecordRef]:
-        raw, _ = read_wfdb(ref.path)
+        raw = read_wfdb(ref.path)
         return raw, ref

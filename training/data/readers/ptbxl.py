@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from training.data.labels import load_scp_statements, parse_scp_codes
-from training.data.readers.base import IndexResult, Quarantined, RawSignal, RecordRef
+from training.data.readers.base import IndexResult, Quarantined, RawSignal, RecordRef, require_columns
 from training.data.readers.wfdb_reader import read_wfdb
 
 log = logging.getLogger(__name__)
@@ -55,6 +55,8 @@ def refs_from_table(
     official_split: bool = True,
 ) -> IndexResult:
     """Rows of a PTB-XL-style database table -> refs (also used for the CPSC re-write)."""
+    need = ["ecg_id", "scp_codes", filename_col] + (["strat_fold"] if official_split else [])
+    require_columns(df.columns, need, f"{root} database table")
     refs: list[RecordRef] = []
     bad: list[Quarantined] = []
     unknown: set[str] = set()
@@ -110,5 +112,5 @@ class PtbxlReader:
         return refs_from_table(df, rootp, self.name, f"filename_{self.sampling}", scp)
 
     def read(self, ref: RecordRef) -> tuple[RawSignal, RecordRef]:
-        raw, _ = read_wfdb(ref.path)
+        raw = read_wfdb(ref.path)
         return raw, ref

@@ -95,15 +95,15 @@ def _read_with_wfdb(record_path: str) -> tuple[np.ndarray, float, list[str], lis
     return rec.p_signal.T.astype(np.float64), float(rec.fs), list(rec.sig_name), list(rec.units), list(rec.comments)
 
 
-def read_wfdb(record_path: str | Path, fast: bool = True) -> tuple[RawSignal, Header | None]:
-    """Read a WFDB record into mV; header returned when the fast parser understood it."""
+def read_wfdb(record_path: str | Path) -> RawSignal:
+    """Read a WFDB record into mV: the fast path where it applies, ``wfdb`` otherwise."""
     record_path = str(record_path)
     header: Header | None
     try:
         header = read_header(record_path)
     except UnsupportedHeader:
         header = None
-    if fast and header is not None and _fast_path_ok(header):
+    if header is not None and _fast_path_ok(header):
         sig = _read_fmt16(record_path, header)
         units = [s.units for s in header.signals]
         names = [s.name for s in header.signals]
@@ -113,7 +113,7 @@ def read_wfdb(record_path: str | Path, fast: bool = True) -> tuple[RawSignal, He
     factors = np.array([_unit_factor(u) for u in units])
     if np.any(factors != 1.0):
         sig = sig * factors[:, None]
-    return RawSignal(signal=sig, fs=fs, leads=names, comments=comments), header
+    return RawSignal(signal=sig, fs=fs, leads=names, comments=comments)
 
 
 def apply_header_metadata(ref: RecordRef, comments: list[str], snomed: SnomedMap | None) -> RecordRef:
@@ -183,5 +183,5 @@ class WfdbReader:
         return index_folder(rootp, self.name, lambda p: p.relative_to(rootp).as_posix())
 
     def read(self, ref: RecordRef) -> tuple[RawSignal, RecordRef]:
-        raw, _ = read_wfdb(ref.path)
+        raw = read_wfdb(ref.path)
         return raw, apply_header_metadata(ref, raw.comments, self.snomed)
