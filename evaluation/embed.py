@@ -39,11 +39,11 @@ def _dataset(shards_dir: str):
 
 
 def read_label_table(shards_dir: str, splits: Sequence[str] | None = None) -> "pa.Table":
-    """``id``, ``split``, ``labels`` of every record (optionally of some splits): cheap, no signals."""
+    """``id``, ``source``, ``split``, ``labels`` of every record (optionally of some splits): no signals."""
     import pyarrow.dataset as ds
 
     flt = ds.field("split").isin(list(splits)) if splits else None
-    return _dataset(shards_dir).to_table(columns=["id", "split", "labels"], filter=flt)
+    return _dataset(shards_dir).to_table(columns=["id", "source", "split", "labels"], filter=flt)
 
 
 def iter_signal_batches(

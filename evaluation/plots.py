@@ -24,7 +24,7 @@ def _pyplot():
 
 
 def _title(result: "ZeroShotResult", what: str) -> str:
-    tag = " [synthetic data]" if result.synthetic else ""
+    tag = " - SYNTHETIC data" if result.synthetic else ""
     return f"{result.task} ({result.split}, n={result.n_records}) {what}{tag}"
 
 
@@ -63,6 +63,8 @@ def auc_bars(result: "ZeroShotResult", path: str | Path) -> Path:
     aucs = np.array([result.per_class.get(lab, {}).get("auc", math.nan) for lab in result.labels])
     fig, ax = plt.subplots(figsize=(max(5, 0.35 * len(aucs) + 2), 4))
     ax.bar(range(len(aucs)), np.nan_to_num(aucs, nan=0.0), color="tab:blue")
+    for i in np.flatnonzero(np.isnan(aucs)):  # single label value in the split: no AUC
+        ax.text(i, 2, "n/a", ha="center", va="bottom", rotation=90, fontsize=7, color="grey")
     ax.axhline(50, color="grey", ls="--", lw=0.8)
     ax.set_xticks(range(len(aucs)), result.labels, rotation=70, fontsize=7)
     ax.set(ylabel="ROC AUC (%)", ylim=(0, 100), title=_title(result, "per-class zero-shot AUC"))

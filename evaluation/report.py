@@ -21,6 +21,7 @@ from evaluation.zeroshot import ZeroShotResult
 from merl.io import atomic_write_text
 
 PAPER_ZEROSHOT_AVG_AUC = 75.2  # MERL ResNet18 + CKEPE, mean over the six tasks
+SYNTHETIC_TAG = " - SYNTHETIC data"
 PAPER_NOTE = "MERL (ICML 2024) ResNet18 + CKEPE, average zero-shot AUC over the six tasks"
 
 
@@ -80,16 +81,17 @@ def _fmt(v: float | None) -> str:
 
 def render_tables(report: EvalReport) -> list:
     """rich Tables: zero-shot per task (+ average vs paper), linear probe per fraction."""
+    from rich.markup import escape
     from rich.table import Table
 
-    tag = " [synthetic data]" if report.synthetic else ""
+    tag = SYNTHETIC_TAG if report.synthetic else ""
     zs = Table(title=f"Zero-shot{tag}", show_lines=False)
     for col in ("task", "split", "records", "classes", "AUC", "F1", "ACC", "excluded / dropped"):
         zs.add_column(col, justify="right" if col in ("records", "classes", "AUC", "F1", "ACC") else "left")
     for r in report.zeroshot:
         notes = ", ".join(r.excluded) + (f" | dropped {', '.join(r.dropped_labels)}" if r.dropped_labels else "")
         zs.add_row(r.task, r.split, str(r.n_records), str(len(r.labels) - len(r.excluded)),
-                   _fmt(r.macro_auc), _fmt(r.macro_f1), _fmt(r.macro_acc), notes or "")
+                   _fmt(r.macro_auc), _fmt(r.macro_f1), _fmt(r.macro_acc), escape(notes))
     cmp = report.comparison()
     zs.add_section()
     zs.add_row("average", "", "", "", _fmt(cmp["ours_avg_auc"]), "", "", "")
@@ -109,16 +111,17 @@ def render_tables(report: EvalReport) -> list:
 
 
 def per_class_table(result: ZeroShotResult):
+    from rich.markup import escape
     from rich.table import Table
 
-    tag = " [synthetic data]" if result.synthetic else ""
+    tag = SYNTHETIC_TAG if result.synthetic else ""
     t = Table(title=f"{result.task} per class{tag}")
     for col in ("class", "positives", "AUC", "F1", "ACC", "prompt"):
         t.add_column(col, justify="left" if col in ("class", "prompt") else "right")
     for lab in result.labels:
         m = result.per_class.get(lab, {})
-        t.add_row(lab, str(m.get("n_pos", 0)), _fmt(m.get("auc")), _fmt(m.get("f1")), _fmt(m.get("acc")),
-                  result.prompts.get(lab, "")[:60])
+        t.add_row(escape(lab), str(m.get("n_pos", 0)), _fmt(m.get("auc")), _fmt(m.get("f1")), _fmt(m.get("acc")),
+                  escape(result.prompts.get(lab, "")[:60]))
     return t
 
 

@@ -22,6 +22,7 @@ import numpy as np
 from evaluation.labels import LabelMatrix, kept_labels, label_matrix, published_name, ptbxl_statements
 from evaluation.metrics import task_metrics
 from evaluation.tasks import Task, get_task
+from merl.config import ConfigError
 from training.data.manifest import read_manifest
 
 if TYPE_CHECKING:
@@ -78,6 +79,10 @@ def split_labels(task: Task, shards_dir: str, split: str) -> SplitLabels:
     from evaluation.embed import read_label_table
 
     table = read_label_table(shards_dir)
+    sources = set(table.column("source").unique().to_pylist())
+    if table.num_rows and task.source not in sources:
+        raise ConfigError(f"task {task.name} reads {task.source} records, but {shards_dir} holds "
+                         f"{', '.join(sorted(sources))} records; pass the {task.source} shard folder")
     codes_all = table.column("labels").to_pylist()
     kept, dropped = kept_labels(task, codes_all)
     splits = np.array(table.column("split").to_pylist(), dtype=object)

@@ -32,3 +32,11 @@ def ray_local():
     ray = ensure_ray(num_cpus=2)
     yield ray
     ray.shutdown()
+
+
+def pytest_collection_modifyitems(config, items):
+    """Keep every Ray-using test on one xdist worker (one Ray cluster at a time on 2 cores);
+    the other worker runs the pure-Python tests meanwhile."""
+    for item in items:
+        if "ray_local" in getattr(item, "fixturenames", ()) or item.get_closest_marker("slow"):
+            item.add_marker(pytest.mark.xdist_group("ray"))

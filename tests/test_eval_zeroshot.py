@@ -15,6 +15,10 @@ from eval_fixtures import write_shards
 
 torch = pytest.importorskip("torch")
 
+from training.config import ModelConfig  # noqa: E402
+
+TINY = ModelConfig(ecg_encoder="resnet18", width=8, proj_dim=32, proj_hidden=32)
+
 
 @pytest.fixture(scope="module")
 def tiny_model():
@@ -23,7 +27,7 @@ def tiny_model():
     from training.model.text import load_tokenizer
 
     torch.manual_seed(0)
-    model = build_model(ModelConfig(ecg_encoder="resnet18", width=8, proj_dim=32, proj_hidden=32))
+    model = build_model(TINY)
     return model, load_tokenizer(), DataConfig(fs=100, n_samples=1000, max_text_tokens=32)
 
 
@@ -46,6 +50,11 @@ def test_is_synthetic_from_manifest_or_source_marker(tmp_path):
     assert not is_synthetic(str(real))
     (src / "synthetic.json").write_text('{"synthetic": true}')
     assert is_synthetic(str(real))
+
+
+def test_task_on_the_wrong_dataset_is_refused(shards):
+    with pytest.raises(ValueError, match="icbeb reads cpsc2018 records, but .* holds ptbxl"):
+        split_labels(TASKS["icbeb"], shards, "test")
 
 
 def test_prompts_given_default_and_underscore_keys():
@@ -90,20 +99,27 @@ def test_zeroshot_end_to_end_and_report(tiny_model, shards, tmp_path):
         assert open(p, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
 
 
-def test_run_evaluation_with_linear_probe(tiny_model, shards, tmp_path):
-    from evaluation.config import EvalConfig
-    from evaluation.run import run_evaluation
+def test_cli_evaluate_bundle_with_linear_probe(tiny_model, shards, tmp_path):
+    from typer.testing import CliRunner
 
-    model, tok, data_cfg = tiny_model
+    from merl.cli import app
+    from training.config import TrainConfig
+    from training.export import save_bundle
+
+    model, _, data_cfg = tiny_model
+    bundle = save_bundle(model, TrainConfig(model=TINY, data=data_cfg), tmp_path / "bundle")
     prompts = tmp_path / "prompts.json"
     prompts.write_text(json.dumps({"ptbxl_rhythm": {"SR": "sinus rhythm", "AFIB": "atrial fibrillation"}}))
-    cfg = EvalConfig(model="unused", tasks={"ptbxl_rhythm": shards}, prompts=str(prompts), linear_probe=True,
-                     probe_fractions=[0.5, 1.0], out=str(tmp_path / "eval"), batch_size=8)
-    report, written = run_evaluation(cfg, model=model, tokenizer=tok, data_cfg=data_cfg)
-    data = json.loads((tmp_path / "eval" / "results.json").read_text())
+    out = tmp_path / "eval"
+    res = CliRunner().invoke(app, ["evaluate", "--model", str(bundle), "--task", f"ptbxl_rhythm={shards}",
+                                   "--prompts", str(prompts), "--linear-probe", "--out", str(out),
+                                   "probe_fractions=[0.5, 1.0]", "batch_size=8"])
+    assert res.exit_code == 0, res.output
+    assert "Zero-shot - SYNTHETIC data" in res.output and "75.2" in res.output
+    data = json.loads((out / "results.json").read_text())
     zs = data["zeroshot"][0]
     assert zs["task"] == "ptbxl_rhythm" and zs["split"] == "test" and zs["n_records"] == 6
     assert zs["prompts"]["SR"] == "sinus rhythm" and zs["prompts"]["AFIB"] == "atrial fibrillation"
     fits = data["linear_probe"][0]["fits"]
     assert [f["n_train"] for f in fits] == [6, 12]  # 12 train records, all carry a rhythm label
-    assert len(written["plots"]) == 2
+    assert sorted(p.name for p in (out / "plots").iterdir()) == ["ptbxl_rhythm_auc.png", "ptbxl_rhythm_roc.png"]

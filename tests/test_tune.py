@@ -68,3 +68,13 @@ def test_tiny_tune_two_trials(tmp_path, ray_local):
     best = load_config(TrainConfig, outcome.best_config_path)
     assert best.model.proj_dim == outcome.best_params["model.proj_dim"]
     assert math.isclose(best.loss.temperature, outcome.best_params["loss.temperature"])
+
+    from rich.console import Console
+
+    from merl.cli.evaluate import tune_table
+
+    console = Console(width=200, record=True)
+    console.print(tune_table(cfg, outcome))
+    text = console.export_text()
+    for row in outcome.rows:
+        assert row["trial"] in text and f"{row['best']:.4f}" in text

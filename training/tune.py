@@ -135,7 +135,25 @@ def check_search(cfg: TuneSearchConfig) -> dict[str, Any]:
             f"{cfg.base}: eval.tasks is empty, so the train loop never reports {cfg.metric!r}; "
             "set eval.tasks and eval.shards (e.g. ptbxl_super_class: data/ptbxl_shards)"
         )
-    return base
+    return _absolute_paths(base, trial_train_config(base, {}))
+
+
+def _absolute_paths(base: dict[str, Any], train_cfg) -> dict[str, Any]:
+    """Local paths made absolute against the launching directory (defaults included): trials
+    run in other working directories (Tune's trial dirs, Ray worker processes)."""
+    import copy
+
+    def fix(value: str | None) -> str | None:
+        return value if not value or "://" in value else str(Path(value).expanduser().resolve())
+
+    out = copy.deepcopy(base)
+    out.setdefault("data", {})["train_shards"] = fix(train_cfg.data.train_shards)
+    ev = out.setdefault("eval", {})
+    if train_cfg.eval.shards:
+        ev["shards"] = {k: fix(v) for k, v in train_cfg.eval.shards.items()}
+    if train_cfg.eval.prompts:
+        ev["prompts"] = fix(train_cfg.eval.prompts)
+    return out
 
 
 def _metric_reports(metric: str):
@@ -150,16 +168,16 @@ def _metric_reports(metric: str):
     return ScoredReports()
 
 
-def _trial(config: dict[str, Any]) -> None:
+def _trial(config: dict[str, Any], base: dict[str, Any], storage_path: str, metric: str) -> None:
     """Tune function trainable: one Ray Train pretraining run with this trial's hyperparameters."""
     import ray.tune
 
     from training.trainer import fit
 
-    cfg = trial_train_config(config["base"], config["params"])
+    cfg = trial_train_config(base, config["params"])
     trial = ray.tune.get_context().get_trial_id()
-    fit(cfg, storage_path=config["storage_path"], name=f"trial_{trial}", address=None, resume=True,
-        extra_callbacks=[_metric_reports(config["metric"])])
+    fit(cfg, storage_path=storage_path, name=f"trial_{trial}", address=None, resume=True,
+        extra_callbacks=[_metric_reports(metric)])
 
 
 def _driver_resources(cpus: float) -> dict[str, float]:
@@ -194,15 +212,12 @@ def run_tune(cfg: TuneSearchConfig, address: str | None = None, num_cpus: int | 
     max_t = cfg.asha.max_t or base_cfg.train.epochs
     scheduler = ASHAScheduler(time_attr="training_iteration", max_t=max_t, grace_period=min(cfg.asha.grace_period, max_t),
                               reduction_factor=cfg.asha.reduction_factor)
-    param_space = {
-        "base": base,
-        "storage_path": f"{storage.rstrip('/')}/{cfg.name}-runs",
-        "metric": cfg.metric,
-        "params": {k: d.to_tune() for k, d in cfg.search.items()},
-    }
+    # The base config travels via with_parameters (object store), so trial tables show only params.
+    trainable = ray.tune.with_parameters(_trial, base=base, storage_path=f"{storage.rstrip('/')}/{cfg.name}-runs",
+                                         metric=cfg.metric)
     tuner = ray.tune.Tuner(
-        ray.tune.with_resources(_trial, _driver_resources(cfg.trial_driver_cpus)),
-        param_space=param_space,
+        ray.tune.with_resources(trainable, _driver_resources(cfg.trial_driver_cpus)),
+        param_space={"params": {k: d.to_tune() for k, d in cfg.search.items()}},
         tune_config=ray.tune.TuneConfig(
             metric=cfg.metric, mode=cfg.mode, num_samples=cfg.num_samples, scheduler=scheduler,
             max_concurrent_trials=cfg.max_concurrent_trials,

@@ -78,12 +78,23 @@ def tune(
     Prints one row per trial and writes the best trial's config YAML.
     """
     from rich.console import Console
-    from rich.table import Table
 
     from training.tune import load_tune_config, run_tune
 
     cfg = load_tune_config(config, overrides or [])
     outcome = run_tune(cfg, address=address, num_cpus=num_cpus)
+    console = Console()
+    console.print(tune_table(cfg, outcome))
+    console.print(f"best: {outcome.best_params} -> {cfg.metric} {outcome.best_score:.4f}")
+    console.print(f"best config: {outcome.best_config_path}")
+
+
+def tune_table(cfg, outcome):
+    """One row per trial: its sampled parameters, best metric and validations run."""
+    import math
+
+    from rich.table import Table
+
     table = Table(title=f"Tune {cfg.name}: {cfg.metric} ({cfg.mode})")
     table.add_column("trial")
     for key in cfg.search:
@@ -93,11 +104,9 @@ def tune(
     table.add_column("error")
     for row in sorted(outcome.rows, key=lambda r: r["trial"]):
         vals = [f"{v:.4g}" if isinstance(v, float) else str(v) for v in row["params"].values()]
-        table.add_row(row["trial"], *vals, f"{row['best']:.4f}", str(row["iterations"]), row["error"][:60])
-    console = Console()
-    console.print(table)
-    console.print(f"best: {outcome.best_params} -> {cfg.metric} {outcome.best_score:.4f}")
-    console.print(f"best config: {outcome.best_config_path}")
+        best = "-" if not math.isfinite(row["best"]) else f"{row['best']:.4f}"
+        table.add_row(row["trial"], *vals, best, str(row["iterations"]), row["error"][:60])
+    return table
 
 
 # Functions listed here become top-level commands (`merl <name>`; a trailing _cmd is dropped).
