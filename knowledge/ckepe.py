@@ -130,9 +130,9 @@ def ground(attributes: list[str], passages: list[str], threshold: float) -> tupl
 
 
 def _lower_first(text: str) -> str:
-    """'Broad notched R' -> 'broad notched R'; abbreviations ('QRS ...', 'P wave') are left alone."""
+    """'Broad notched R' -> 'broad notched R'; 'QRS ...', 'P wave', 'J-point' are left alone."""
     first = text.split(" ", 1)[0]
-    if len(first) > 1 and first[0].isupper() and first[1:].islower():
+    if len(first) > 2 and first.isalpha() and first[0].isupper() and first[1:].islower():
         return text[0].lower() + text[1:]
     return text
 
@@ -148,8 +148,10 @@ def compose_prompt(name: str, attributes: list[str], synonyms: list[str] = ()) -
 
 
 def prompt_synonyms(entry: KnowledgeEntry) -> list[str]:
-    """A few synonyms for the prompt head (the entry's own words, so always grounded)."""
-    return [s for s in entry.synonyms if s.lower() != entry.name.lower()][:MAX_SYNONYMS]
+    """A few short synonyms for the prompt head (the entry's own words, so always grounded);
+    longer ones ("AF with rapid ventricular response") name variants, not the class."""
+    short = [s for s in entry.synonyms if s.lower() != entry.name.lower() and len(s.split()) <= 4]
+    return short[:MAX_SYNONYMS]
 
 
 def offline_attributes(entry: KnowledgeEntry, max_attributes: int) -> list[str]:
@@ -217,7 +219,7 @@ def build_ckepe_chain(
         raise ConfigError("this index holds no knowledge entries (entries.json); rebuild it with `merl knowledge build`")
     kb = index.kb
     retriever = KnowledgeRetriever.from_config(index, cfg)
-    model = model_name or (cfg.llm.model if llm is not None and cfg.llm.model else (type(llm).__name__ if llm is not None else OFFLINE))
+    model = model_name or cfg.llm.model or (type(llm).__name__ if llm is not None else OFFLINE)
 
     def resolve(x: dict) -> KnowledgeEntry:
         return kb.resolve(x["label"], x.get("ontology"))

@@ -12,12 +12,15 @@ with ``RecursiveCharacterTextSplitter``; their metadata carry ``kind: user`` and
 from __future__ import annotations
 
 import hashlib
+import warnings
 from pathlib import Path
 from typing import Iterable
 
 from langchain_core.documents import Document
 
 from knowledge.schema import KnowledgeEntry
+
+warnings.filterwarnings("ignore", message=r".*langchain-community.*", category=DeprecationWarning)
 
 TEXT_SUFFIXES = {".md", ".markdown", ".txt", ".text", ".rst"}
 PDF_SUFFIXES = {".pdf"}

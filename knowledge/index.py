@@ -24,6 +24,7 @@ import os
 import shutil
 import time
 import uuid
+import warnings
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
@@ -37,6 +38,9 @@ from merl.config import ConfigError
 from merl.io import sha256_file
 
 log = logging.getLogger(__name__)
+logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # its CPU-feature probing is not news
+# The FAISS store and loaders we use live in langchain-community; its sunset notice is not actionable here.
+warnings.filterwarnings("ignore", message=r".*langchain-community.*", category=DeprecationWarning)
 
 FORMAT = "merl-knowledge-index/1"
 FILES = ("index.faiss", "docstore.jsonl")
@@ -151,10 +155,13 @@ class KnowledgeIndex:
             "index": cfg.model_dump(),
         }
         out = cls(store, embeddings, manifest, kb)
-        out._add_vectors(documents, vectors)
+        out.add_embedded(documents, vectors)
         return out
 
-    def _add_vectors(self, documents: Sequence[Document], vectors: np.ndarray) -> None:
+    def add_embedded(self, documents: Sequence[Document], vectors: np.ndarray) -> None:
+        """Append passages whose vectors are already computed (L2-normalised, index dimension)."""
+        if vectors.shape != (len(documents), self.dim):
+            raise ConfigError(f"expected vectors of shape ({len(documents)}, {self.dim}), got {tuple(vectors.shape)}")
         ids = [d.id or f"doc:{uuid.uuid4().hex}" for d in documents]
         clash = set(ids) & set(self.store.index_to_docstore_id.values())
         if clash or len(set(ids)) != len(ids):
@@ -171,10 +178,7 @@ class KnowledgeIndex:
         """Embed and append passages (e.g. a user's guideline PDFs); returns how many."""
         if not documents:
             return 0
-        vectors = embed_passages(self.embeddings, [d.page_content for d in documents], progress)
-        if vectors.shape[1] != self.dim:
-            raise ConfigError(f"embedding dimension {vectors.shape[1]} does not match the index ({self.dim})")
-        self._add_vectors(documents, vectors)
+        self.add_embedded(documents, embed_passages(self.embeddings, [d.page_content for d in documents], progress))
         return len(documents)
 
     # -- introspection ------------------------------------------------------------------

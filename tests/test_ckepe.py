@@ -58,16 +58,14 @@ PDF_TEXT = "Marmot criterion: a notched P wave lasting 130 ms in lead aVR, used 
 
 
 def _write_pdf(path):
+    """A one-page PDF with a text layer, via matplotlib's PDF backend (no global pyplot state)."""
     import matplotlib
+    from matplotlib.figure import Figure
 
-    matplotlib.use("pdf")
-    import matplotlib.pyplot as plt
-
-    plt.rcParams["pdf.fonttype"] = 42  # TrueType text stays extractable
-    fig = plt.figure(figsize=(8, 2))
-    fig.text(0.02, 0.5, PDF_TEXT, fontsize=9)
-    fig.savefig(path)
-    plt.close(fig)
+    with matplotlib.rc_context({"pdf.fonttype": 42}):  # TrueType text stays extractable
+        fig = Figure(figsize=(8, 2))
+        fig.text(0.02, 0.5, PDF_TEXT, fontsize=9)
+        fig.savefig(path, format="pdf")
 
 
 @pytest.fixture(scope="module")
@@ -207,3 +205,18 @@ def test_missing_llm_integration_is_a_clear_error():
         pytest.skip("langchain-openai is installed here")
     with pytest.raises(ConfigError, match="langchain-openai"):
         make_chat_model(LLMConfig(model="openai:gpt-4o-mini", base_url="http://localhost:8000/v1"))
+
+
+@pytest.mark.parametrize("kind", ["hnsw", "ivf"])
+def test_approximate_index_layouts_round_trip(built, tmp_path, kind):
+    from knowledge.config import IndexConfig
+
+    _, _, flat = built
+    docs = flat.documents()
+    index = KnowledgeIndex.build(docs, flat.embeddings, IndexConfig(kind=kind), kb=flat.kb)
+    index.save(tmp_path / kind)
+    loaded = KnowledgeIndex.load(tmp_path / kind, embeddings=flat.embeddings)
+    for q in ("sawtooth flutter waves", "zebra repolarisation pattern"):
+        want = flat.search(q, k=1)[0][0].id
+        assert index.search(q, k=1)[0][0].id == want and loaded.search(q, k=1)[0][0].id == want
+        assert loaded.search(q, k=3, mmr=True, fetch_k=10)[0][0].id == want

@@ -34,7 +34,12 @@ def demo(
     out.mkdir(parents=True, exist_ok=True)
     steps = plan(cfg, out)
     for step in steps:
-        run_step(step, Path.cwd())
+        try:
+            run_step(step, Path.cwd())
+        except RuntimeError as e:  # the step printed its own error above; say which step and stop
+            typer.secho(f"error: {e}\nfix the cause and re-run `merl demo --out {out}`: finished steps are skipped",
+                        fg="red", err=True)
+            raise typer.Exit(1) from None
     t = Table(title="merl demo: steps")
     t.add_column("step")
     t.add_column("seconds", justify="right")

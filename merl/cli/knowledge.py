@@ -26,12 +26,18 @@ def _cfg(config: Optional[Path], overrides: List[str]):
     return load_config(KnowledgeConfig, config, overrides)
 
 
-def _parse_filters(filters: List[str]) -> dict:
+def _parse_filters(filters: List[str], category: Optional[str]) -> dict:
+    """``--filter key=value`` items (+ ``--category``) -> retriever filter fields, values checked."""
+    from knowledge.schema import ONTOLOGIES, Category
+
+    allowed = {"ontology": ONTOLOGIES, "category": tuple(c.value for c in Category), "kind": ("entry", "user")}
     out = {}
-    for f in filters:
+    for f in [*filters, *([f"category={category}"] if category else [])]:
         key, sep, value = f.partition("=")
-        if not sep or key not in ("ontology", "category", "kind") or not value:
+        if not sep or key not in allowed or not value:
             raise ConfigError(f"--filter {f!r}: expected ontology=<name>, category=<name> or kind=entry|user")
+        if value not in allowed[key]:
+            raise ConfigError(f"--filter {f!r}: unknown {key} {value!r}; allowed: {', '.join(allowed[key])}")
         out[key] = value
     return out
 
@@ -101,9 +107,7 @@ def query(
     from knowledge.retriever import KnowledgeRetriever
 
     cfg = _cfg(config, set_)
-    f = _parse_filters(filters)
-    if category:
-        f["category"] = category
+    f = _parse_filters(filters, category)
     index = KnowledgeIndex.load(index_dir)
     retriever = KnowledgeRetriever.from_config(
         index, cfg, k=k, mmr=True if mmr else None, score_threshold=threshold, **f
