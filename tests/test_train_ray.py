@@ -16,7 +16,7 @@ from test_train_pipeline import make_ecg_shards
 from training.checkpoint import list_checkpoints, load_checkpoint
 from training.config import TrainConfig
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ray_train")]  # one worker, one Ray cluster
 
 
 @pytest.fixture(scope="module")
@@ -66,8 +66,7 @@ def _adam_steps(opt_state: dict) -> set[int]:
 def test_stopped_run_resumes_with_step_optimizer_and_lr(ray_local, shards, tmp_path):
     from training.trainer import fit
 
-    cfg = tiny_cfg(shards, tmp_path, train={"max_steps": 4, "epochs": 5},
-                   optim={"T_0": 6}, checkpoint={"every_n_steps": 2})
+    cfg = tiny_cfg(shards, tmp_path, train={"max_steps": 4, "epochs": 5}, optim={"T_0": 6})
     fit(cfg, name="resume")
     first = load_checkpoint(list_checkpoints(str(tmp_path / "resume"))[0])
     assert first.state.step == 4 and _adam_steps(first.optimizer) == {4}

@@ -25,13 +25,14 @@ import torch.distributed as dist
 from training.checkpoint import LoadedCheckpoint, TrainState, list_checkpoints, load_latest_valid, write_checkpoint
 from training.config import TrainConfig
 from training.data.loader import Collate, pad_id_for
-from training.loss import MERLLoss, clip_loss, retrieval_accuracy
+from training.loss import MAX_LOGIT_SCALE, MERLLoss, clip_loss, retrieval_accuracy
 from training.metrics_log import MetricsLogger
 from training.model import build_model
 
 log = logging.getLogger("merl.train")
 
 SCORE = "checkpoint_score"  # what CheckpointConfig ranks: val_zeroshot_auc if configured, else -val_loss
+NO_SCORE = -1e9  # before the first validation (finite: Ray's run snapshot is JSON and drops -inf)
 
 
 def seed_everything(seed: int, rank: int = 0, step: int = 0) -> None:
@@ -314,7 +315,7 @@ def train_loop_per_worker(config: dict) -> None:
     def report(metrics: dict[str, Any], with_checkpoint: bool) -> None:
         nonlocal last_saved
         metrics = {**metrics, "step": state.step, "epoch": state.epoch, "samples_seen": state.samples_seen}
-        score = state.best_score if state.best_score is not None else float("-inf")
+        score = state.best_score if state.best_score is not None else NO_SCORE
         metrics[SCORE] = metrics.get(SCORE, score)
         if not with_checkpoint or state.step == last_saved:
             ray.train.report(metrics)
@@ -354,7 +355,7 @@ def train_loop_per_worker(config: dict) -> None:
             _maybe_test_crash(config.get("test_crash_once"), rank, state.step)
             train_metrics = {"loss": float(loss.total.detach()), "loss_clip": float(loss.clip), "loss_uni": float(loss.uni),
                              "train_top1": loss.top1, "train_top5": loss.top5, "lr": stepper.lr(),
-                             "temperature": float(1.0 / out["logit_scale"].detach().float().clamp(max=math.log(100)).exp())}
+                             "temperature": float(1.0 / out["logit_scale"].detach().float().clamp(max=MAX_LOGIT_SCALE).exp())}
             if state.step % cfg.train.log_every == 0:
                 dt = time.perf_counter() - t_last
                 train_metrics["samples_per_s"] = n_last / dt if dt > 0 else 0.0

@@ -66,7 +66,9 @@ def fit(cfg: TrainConfig, *, storage_path: str | None = None, name: str = "merl-
     name with a timestamp suffix is used instead.
     """
     from cluster.local import ensure_ray
+    from training.data.manifest import read_manifest
 
+    read_manifest(cfg.data.train_shards)  # a missing/unprepared shard folder fails before Ray starts
     storage = resolve_storage(storage_path or cfg.checkpoint.storage_path)
     if not resume and "://" not in storage and Path(run_dir_for(storage, name)).exists():
         name = f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"

@@ -1,10 +1,104 @@
-"""`merl` commands for this area (heavy imports inside the command bodies)."""
+"""`merl train`, `merl export`, `merl classify` (heavy imports inside the command bodies)."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import List, Optional
+
 import typer
+
+from merl.config import ConfigError
 
 app = typer.Typer(no_args_is_help=True)
 
+
+def train_cmd(
+    config: Path = typer.Option(..., "--config", "-c", help="Pretraining YAML (e.g. configs/pretrain_laptop.yaml)."),
+    overrides: Optional[List[str]] = typer.Argument(None, help="key=value overrides, e.g. train.epochs=2 data.batch_size=32"),
+    address: Optional[str] = typer.Option(None, "--address", help="Ray cluster address (default: embedded local cluster)."),
+    name: str = typer.Option("merl-pretrain", "--name", help="Run name: <checkpoint.storage_path>/<name>."),
+    resume: bool = typer.Option(True, "--resume/--no-resume", help="Continue the run's latest valid checkpoint if it exists."),
+) -> None:
+    """Pretrain MERL (ECG-report contrastive) with Ray Train, DDP or DeepSpeed."""
+    from merl.config import load_config
+    from training.config import TrainConfig
+
+    cfg = load_config(TrainConfig, config, overrides or [])
+    from training.trainer import fit
+
+    result = fit(cfg, name=name, address=address, resume=resume)
+    if result.error is not None:
+        raise typer.Exit(1)
+    typer.echo(json.dumps({"run_dir": result.path,
+                           "checkpoint": result.checkpoint.path if result.checkpoint else None,
+                           "metrics": {k: v for k, v in (result.metrics or {}).items() if isinstance(v, (int, float))}},
+                          indent=2))
+
+
+def export_cmd(
+    checkpoint: Path = typer.Option(..., "--checkpoint", help="A training checkpoint folder (checkpoint_stepNNNNNNNN)."),
+    out: Path = typer.Option(..., "--out", help="Bundle folder to write."),
+) -> None:
+    """Turn a training checkpoint into a self-contained inference bundle (loads offline)."""
+    from training.export import export_checkpoint
+
+    if not checkpoint.is_dir():
+        raise FileNotFoundError(f"checkpoint folder not found: {checkpoint}")
+    typer.echo(f"wrote {export_checkpoint(checkpoint, out)}")
+
+
+def classify_cmd(
+    model: Path = typer.Option(..., "--model", help="Bundle folder written by `merl export`."),
+    input: Path = typer.Option(..., "--input", help="One WFDB record (path without extension) or a shard folder."),
+    labels: Optional[str] = typer.Option(None, "--labels", help="Comma-separated class names (used as prompts)."),
+    prompts: Optional[Path] = typer.Option(None, "--prompts", help='JSON {"class": "prompt text", ...}.'),
+    top: int = typer.Option(50, "--top", help="Rows shown (the JSON output has all)."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write all scores as JSON here."),
+) -> None:
+    """Zero-shot per-class scores (softmax over classes) for ECG records."""
+    if bool(labels) == bool(prompts):
+        raise ConfigError("give exactly one of --labels A,B,C or --prompts prompts.json")
+    if prompts:
+        if not prompts.is_file():
+            raise FileNotFoundError(f"prompts file not found: {prompts}")
+        class_prompts = json.loads(prompts.read_text())
+        if not isinstance(class_prompts, dict) or not class_prompts:
+            raise ConfigError(f"{prompts}: expected a JSON object {{class: prompt}}")
+    else:
+        names = [x.strip() for x in labels.split(",") if x.strip()]
+        class_prompts = {n: n for n in names}
+    from rich.console import Console
+    from rich.table import Table
+
+    from training.export import load_bundle
+    from training.infer import load_inputs, score
+
+    bundle = load_bundle(model)
+    ids, signals, fs = load_inputs(input)
+    probs = score(bundle, signals, fs, class_prompts)
+    classes = list(class_prompts)
+    synthetic = input.is_dir() and _is_synthetic(input)
+    table = Table(title=f"zero-shot scores ({len(ids)} {'synthetic ' if synthetic else ''}records)")
+    table.add_column("record")
+    for c in classes:
+        table.add_column(c, justify="right")
+    table.add_column("top")
+    for rid, row in list(zip(ids, probs))[:top]:
+        table.add_row(rid, *[f"{p:.3f}" for p in row], classes[int(row.argmax())])
+    Console().print(table)
+    if json_out:
+        from merl.io import atomic_write_text
+
+        atomic_write_text(json_out, json.dumps({"classes": classes, "scores": {
+            rid: dict(zip(classes, map(float, row))) for rid, row in zip(ids, probs)}}, indent=2))
+
+
+def _is_synthetic(shards: Path) -> bool:
+    from evaluation.zeroshot import is_synthetic
+
+    return is_synthetic(str(shards))
+
+
 # Functions listed here become top-level commands (`merl <name>`; a trailing _cmd is dropped).
-TOP_LEVEL: list = []
+TOP_LEVEL: list = [train_cmd, export_cmd, classify_cmd]

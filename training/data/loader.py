@@ -78,7 +78,7 @@ def pad_token_ids(seqs: list[np.ndarray] | np.ndarray, pad_id: int = 0) -> tuple
     ids = torch.full((len(seqs), longest), pad_id, dtype=torch.long)
     mask = torch.zeros((len(seqs), longest), dtype=torch.long)
     for i, s in enumerate(seqs):
-        ids[i, : len(s)] = torch.as_tensor(np.asarray(s), dtype=torch.long)
+        ids[i, : len(s)] = torch.from_numpy(np.array(s, dtype=np.int64))
         mask[i, : len(s)] = 1
     return ids, mask
 

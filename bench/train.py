@@ -1,0 +1,134 @@
+"""Training throughput (synthetic data).
+
+* ``train_vs_pad256``: samples/s of our step (reports tokenised in the data pipeline, batch
+  padded to its longest report) vs the reference's (tokenise inside the step, pad every
+  report to 256 tokens). Same model (ResNet18-1D + MiniLM), batch 32, 2 threads, same run.
+* ``train_2_vs_1_workers``: Ray Train (DDP, gloo) samples/s with 2 workers vs 1 on this machine.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+REPORTS = [  # synthetic MIMIC-style machine reports of varied length
+    "sinus rhythm. normal ecg.",
+    "sinus bradycardia. otherwise normal ecg.",
+    "atrial fibrillation with rapid ventricular response. nonspecific st t wave changes. abnormal ecg.",
+    "sinus rhythm with 1st degree a-v block. left axis deviation. left anterior fascicular block. borderline ecg.",
+    "sinus tachycardia. possible left atrial enlargement. inferior infarct, age undetermined.",
+    "left bundle branch block. abnormal ecg.",
+    "sinus rhythm. prolonged qt interval. lateral st-t changes may be due to myocardial ischemia.",
+    "atrial flutter with variable a-v block. low qrs voltages in limb leads.",
+]
+
+
+def _step_rates(batch: int = 32, steps: int = 6) -> tuple[float, float]:
+    import torch
+
+    from training.config import TrainConfig
+    from training.data.loader import pad_token_ids, tokenize
+    from training.loop import build_optimizer
+    from training.loss import MERLLoss
+    from training.model import build_model
+    from training.model.text import load_tokenizer
+
+    torch.set_num_threads(2)
+    torch.manual_seed(0)
+    cfg = TrainConfig()  # ResNet18 width 64 (MERL), MiniLM, 100 Hz x 1000
+    rng = np.random.default_rng(0)
+    texts = [REPORTS[i % len(REPORTS)] for i in rng.permutation(batch * (steps + 1))]
+    ecg = torch.from_numpy(rng.random((batch, 12, cfg.data.n_samples), dtype=np.float32))
+    tok = load_tokenizer(cfg.model.text_model)
+    pre = tokenize(texts, cfg.model.text_model, cfg.data.max_text_tokens)  # done by Ray Data in training
+    loss_fn = MERLLoss()
+
+    def reference(s):
+        enc = tok(texts[s * batch:(s + 1) * batch], padding="max_length", max_length=256, truncation=True,
+                  return_tensors="pt")
+        return enc["input_ids"], enc["attention_mask"]
+
+    def ours(s):
+        return pad_token_ids(pre[s * batch:(s + 1) * batch], int(tok.pad_token_id or 0))
+
+    model = build_model(cfg.model, cfg.loss)
+    opt, _ = build_optimizer(model, cfg)
+    times: dict[str, list[float]] = {"ours": [], "reference": []}
+    for s in range(steps + 1):  # alternate the two ways step by step: both see the same machine load
+        for name, make_text in (("ours", ours), ("reference", reference)):
+            t0 = time.perf_counter()
+            ids, mask = make_text(s)
+            loss = loss_fn(model(ecg, ids, mask)).total
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            if s:  # first step warms up allocators / kernels
+                times[name].append(time.perf_counter() - t0)
+    return batch / statistics.median(times["ours"]), batch / statistics.median(times["reference"])
+
+
+def _ray_rate(shards: Path, storage: Path, workers: int) -> float:
+    from training.config import TrainConfig
+    from training.trainer import fit
+
+    cfg = TrainConfig.model_validate({
+        "model": {"width": 32},
+        "data": {"train_shards": str(shards), "batch_size": 16, "val_split": ""},
+        "train": {"num_workers": workers, "max_steps": 10, "log_every": 2, "cpus_per_worker": 1 / workers},
+        "checkpoint": {"storage_path": str(storage), "every_n_steps": 0},
+    })
+    fit(cfg, name=f"w{workers}", resume=False)
+    rows = [json.loads(x) for x in (storage / f"w{workers}" / "logs" / "metrics.jsonl").read_text().splitlines()]
+    rates = [r["samples_per_s"] for r in rows if r["phase"] == "train" and "samples_per_s" in r][1:]
+    return statistics.median(rates)
+
+
+def _bench_shards(root: Path, n: int = 640) -> Path:
+    import pyarrow.parquet as pq
+
+    from merl.io import sha256_file
+    from training.data.manifest import Counts, Manifest, ShardInfo, write_manifest
+    from training.data.schema import CanonicalRecord, rows_to_table
+
+    rng = np.random.default_rng(0)
+    root.mkdir(parents=True, exist_ok=True)
+    t = np.arange(5000) / 500
+    rows = [CanonicalRecord(id=f"synthetic:{i}", source="synthetic", report=REPORTS[i % len(REPORTS)],
+                            signal=(np.sin(2 * np.pi * (0.8 + 0.2 * (i % 8)) * t)[None] * rng.uniform(-1, 1, (12, 1))
+                                    + rng.normal(0, 0.05, (12, 5000))).astype(np.float32)).to_row()
+            for i in range(n)]
+    shards = []
+    for k in range(0, n, 160):
+        name = f"shard-{k // 160:05d}.parquet"
+        pq.write_table(rows_to_table(rows[k:k + 160]), root / name)
+        shards.append(ShardInfo(file=name, rows=160, sha256=sha256_file(root / name), splits={"train": 160}))
+    write_manifest(root, Manifest(dataset="synthetic", shards=shards, counts=Counts(records=n, by_split={"train": n})))
+    return root
+
+
+def run(report, workdir: Path) -> None:
+    workdir = Path(workdir)
+    ours, ref = _step_rates()
+    report("train_samples_per_s_dynamic_pad_synthetic", ours, "samples/s")
+    report("train_samples_per_s_pad256_synthetic", ref, "samples/s")
+    report("train_vs_pad256", ours / ref, "x")
+
+    from cluster.local import ensure_ray
+
+    ray = ensure_ray(num_cpus=2)
+    try:
+        shards = _bench_shards(workdir / "shards")
+        one = _ray_rate(shards, workdir / "runs", 1)
+        two = _ray_rate(shards, workdir / "runs", 2)
+    finally:
+        ray.shutdown()
+    report("train_ray_1_worker_samples_per_s_synthetic", one, "samples/s")
+    report("train_ray_2_workers_samples_per_s_synthetic", two, "samples/s")
+    report("train_2_vs_1_workers", two / one, "x")

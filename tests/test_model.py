@@ -1,0 +1,69 @@
+"""Model zoo shapes, gradients reaching both towers, frozen text layers staying frozen."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from training.config import LossConfig, ModelConfig
+from training.loss import MERLLoss
+from training.model import build_model
+from training.model.registry import build_ecg_encoder
+from training.model.text import load_tokenizer
+
+
+@pytest.mark.parametrize("name,width", [("resnet18", 8), ("resnet34", 8), ("resnet50", 8), ("resnet101", 8), ("vit_tiny", 0)])
+def test_ecg_encoders_any_length(name, width):
+    enc = build_ecg_encoder(name, width or 64)
+    for length in (500, 1000):
+        pooled, avg = enc(torch.randn(2, 12, length))
+        assert pooled.shape == avg.shape == (2, enc.out_dim)
+
+
+def test_unknown_encoder_is_a_clear_error():
+    with pytest.raises(ValueError, match="unknown ECG encoder 'resnet9'.*resnet18"):
+        build_ecg_encoder("resnet9")
+
+
+@pytest.fixture(scope="module")
+def model_and_batch():
+    cfg = ModelConfig(width=8, freeze_text_layers=4, proj_dim=32, proj_hidden=32)
+    model = build_model(cfg, LossConfig())
+    tok = load_tokenizer()
+    enc = tok(["sinus rhythm", "atrial fibrillation with rapid response", "left bundle branch block", "normal ecg"],
+              padding=True, return_tensors="pt")
+    return model, (torch.randn(4, 12, 1000), enc["input_ids"], enc["attention_mask"])
+
+
+def test_encode_shapes_and_unnormalised(model_and_batch):
+    model, (ecg, ids, mask) = model_and_batch
+    model.eval()
+    z_e, z_t = model.encode_ecg(ecg), model.encode_text(ids, mask)
+    model.train()
+    assert z_e.shape == z_t.shape == (4, 32)
+    assert not torch.allclose(z_e.norm(dim=-1), torch.ones(4))  # projected, NOT normalised
+
+
+def test_gradients_reach_both_towers_and_frozen_layers_stay_frozen(model_and_batch):
+    model, batch = model_and_batch
+    text = model.text_encoder.model
+    frozen_before = {n: p.detach().clone() for n, p in text.named_parameters() if not p.requires_grad}
+    assert any(".layer.3." in n for n in frozen_before) and not any(".layer.4." in n for n in frozen_before)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    model.zero_grad()
+    MERLLoss()(model(*batch)).total.backward()
+    assert model.ecg_encoder.stem[0].weight.grad.abs().sum() > 0
+    assert text.encoder.layer[5].attention.self.query.weight.grad.abs().sum() > 0
+    assert model.logit_scale.grad is not None
+    assert all(p.grad is None for n, p in text.named_parameters() if n in frozen_before)
+    opt.step()
+    for n, p in text.named_parameters():
+        if n in frozen_before:
+            assert torch.equal(p, frozen_before[n]), f"frozen {n} changed"
+
+
+def test_fixed_temperature_is_not_trained():
+    m = build_model(ModelConfig(width=8, freeze_text_layers=6, proj_dim=16, proj_hidden=16),
+                    LossConfig(learnable=False, temperature=0.05))
+    assert not m.logit_scale.requires_grad
+    assert torch.allclose(m.logit_scale.exp(), torch.tensor([20.0]))

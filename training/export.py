@@ -1,0 +1,91 @@
+"""Self-contained inference bundle: weights + config + tokenizer + text-model config.
+
+``save_bundle`` writes a folder that loads offline anywhere (no hub, no training code
+paths): ``model.safetensors``, ``train_config.json``, ``text_model/`` (tokenizer files and
+the HF model config). ``load_bundle`` rebuilds the model from those alone.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from merl.io import atomic_write_text
+from training.config import TrainConfig
+
+log = logging.getLogger(__name__)
+
+WEIGHTS = "model.safetensors"
+CONFIG = "train_config.json"
+TEXT_DIR = "text_model"
+
+
+@dataclass
+class Bundle:
+    model: torch.nn.Module
+    tokenizer: Any
+    config: TrainConfig
+
+
+def save_bundle(model: torch.nn.Module, cfg: TrainConfig, out_dir: str | Path) -> Path:
+    """Write an inference bundle for ``model`` (a :class:`MERLModel`) trained with ``cfg``."""
+    from safetensors.torch import save_file
+
+    from merl.textmodel import resolve_text_model
+    from training.model.text import load_tokenizer
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    text_dir = out / TEXT_DIR
+    load_tokenizer(cfg.model.text_model).save_pretrained(text_dir)
+    from transformers import AutoConfig
+
+    AutoConfig.from_pretrained(resolve_text_model(cfg.model.text_model)).save_pretrained(text_dir)
+    bundled = cfg.model_copy(deep=True)
+    bundled.model.text_model = TEXT_DIR  # relative: resolved against the bundle on load
+    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
+    tmp = out / f".{WEIGHTS}.tmp"
+    save_file(tensors, str(tmp), metadata={"format": "pt"})
+    tmp.replace(out / WEIGHTS)
+    atomic_write_text(out / CONFIG, bundled.model_dump_json(indent=2))
+    log.info("wrote inference bundle %s", out)
+    return out
+
+
+def export_checkpoint(checkpoint_dir: str | Path, out_dir: str | Path) -> Path:
+    """Training checkpoint (see :mod:`training.checkpoint`) -> inference bundle."""
+    from training.checkpoint import load_checkpoint
+    from training.model import build_model
+
+    ckpt = load_checkpoint(checkpoint_dir)
+    if ckpt.config is None:
+        raise FileNotFoundError(f"{checkpoint_dir}: checkpoint has no config.json; cannot rebuild the model")
+    cfg = TrainConfig.model_validate(ckpt.config)
+    model = build_model(cfg.model, cfg.loss, pretrained_text=False)
+    model.load_state_dict(ckpt.weights)
+    return save_bundle(model, cfg, out_dir)
+
+
+def load_bundle(path: str | Path, device: str = "cpu") -> Bundle:
+    """Load a bundle written by :func:`save_bundle` (offline; weights via safetensors)."""
+    from safetensors.torch import load_file
+    from transformers import AutoTokenizer
+
+    from training.model import build_model
+
+    root = Path(path)
+    if not (root / CONFIG).is_file() or not (root / WEIGHTS).is_file():
+        raise FileNotFoundError(f"{root} is not a merl model bundle (needs {CONFIG} and {WEIGHTS}); "
+                                "create one with `merl export`")
+    cfg = TrainConfig.model_validate(json.loads((root / CONFIG).read_text()))
+    local = cfg.model_copy(deep=True)
+    local.model.text_model = str(root / TEXT_DIR)
+    model = build_model(local.model, local.loss, pretrained_text=False)
+    model.load_state_dict(load_file(str(root / WEIGHTS)))
+    model.to(device).eval()
+    return Bundle(model=model, tokenizer=AutoTokenizer.from_pretrained(str(root / TEXT_DIR)), config=local)

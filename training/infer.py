@@ -1,0 +1,63 @@
+"""Zero-shot scoring with an exported bundle: ECGs x class prompts -> per-class probabilities.
+
+Used by ``merl classify``. Inputs are one WFDB record (read and canonicalised with the
+ingestion readers) or a prepared shard folder (every split).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+import torch
+
+from training.data.schema import TARGET_FS
+from training.data.transforms import prepare_ecg_batch
+from training.export import Bundle
+from training.loss import MAX_LOGIT_SCALE
+
+
+def load_inputs(path: str | Path) -> tuple[list[str], np.ndarray, int]:
+    """(record ids, [N, 12, L] mV, fs) from a WFDB record path (no extension) or a shard folder."""
+    p = Path(path)
+    if p.is_dir():
+        import pyarrow.parquet as pq
+
+        from training.data.manifest import read_manifest
+        from training.data.transforms import batch_fs, decode_batch
+
+        ids, sigs, fs = [], [], TARGET_FS
+        for shard in read_manifest(p).shard_paths(p):
+            tab = pq.read_table(shard, columns=["id", "fs", "signal", "signal_scale"]).to_pydict()
+            ids += tab["id"]
+            sigs.append(decode_batch(tab))
+            fs = batch_fs(tab)
+        return ids, np.concatenate(sigs) if sigs else np.zeros((0, 12, 0), np.float32), fs
+    record = p.with_suffix("") if p.suffix in (".hea", ".dat") else p
+    if not record.with_suffix(".hea").is_file():
+        raise FileNotFoundError(f"{path}: neither a shard folder (with manifest.json) nor a WFDB record (.hea)")
+    from training.data.canonical import canonicalize
+    from training.data.readers.wfdb_reader import read_wfdb
+
+    sig = canonicalize(read_wfdb(record))
+    return [record.name], sig[None].astype(np.float32), TARGET_FS
+
+
+@torch.no_grad()
+def score(bundle: Bundle, signals_mv: np.ndarray, fs: int, prompts: Mapping[str, str],
+          batch_size: int = 64) -> np.ndarray:
+    """Softmax over classes of scaled cosine similarity (ECG vs each class prompt): [N, C]."""
+    model, cfg = bundle.model, bundle.config
+    device = next(model.parameters()).device
+    tok = bundle.tokenizer(list(prompts.values()), padding=True, truncation=True,
+                           max_length=cfg.data.max_text_tokens, return_tensors="pt")
+    text = torch.nn.functional.normalize(
+        model.encode_text(tok["input_ids"].to(device), tok["attention_mask"].to(device)).float(), dim=-1)
+    scale = model.logit_scale.detach().float().clamp(max=MAX_LOGIT_SCALE).exp()
+    out = []
+    for i in range(0, len(signals_mv), batch_size):
+        x = torch.from_numpy(prepare_ecg_batch(signals_mv[i: i + batch_size], fs, cfg.data)).to(device)
+        ecg = torch.nn.functional.normalize(model.encode_ecg(x).float(), dim=-1)
+        out.append(torch.softmax(scale * ecg @ text.t(), dim=-1).cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, len(prompts)), np.float32)
