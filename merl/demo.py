@@ -74,7 +74,7 @@ def plan(cfg: DemoConfig, out: Path) -> list[Step]:
                           done_when=prompts_dir / f"{task}.json"))
     eval_shards = {t: str(shards / TASK_DATASET[t]) for t in cfg.val_tasks}
     train_args = [
-        "train", "--config", cfg.train_config,
+        "train", "--config", cfg.train_config, "--name", "merl-demo",
         f"data.train_shards={shards / 'mimic'}",
         f"checkpoint.storage_path={out / 'runs'}",
         f"eval.tasks=[{','.join(cfg.val_tasks)}]",
@@ -83,10 +83,10 @@ def plan(cfg: DemoConfig, out: Path) -> list[Step]:
         *cfg.train_overrides,
     ]
     steps.append(Step("merge prompts", [], done_when=prompts_dir / "all.json", extra={"merge": str(prompts_dir)}))
-    steps.append(Step("train", train_args, done_when=out / "runs" / "merl-demo" / "DONE"))
+    steps.append(Step("train", train_args, done_when=out / "runs" / "merl-demo" / "result.json"))
     model = out / "model"
     steps.append(Step("export", ["export", "--run", str(out / "runs" / "merl-demo"), "--out", str(model)],
-                      done_when=model / "config.yaml"))
+                      done_when=model / "train_config.json"))
     task_args = [a for t in TASKS for a in ("--task", f"{t}={shards / TASK_DATASET[t]}")]
     steps.append(Step("evaluate (CKEPE prompts)", ["evaluate", "--model", str(model), *task_args,
                                                    "--prompts", str(prompts_dir / "all.json"),
@@ -134,5 +134,5 @@ def summarize(out: Path) -> dict:
         res = json.loads(path.read_text())
         for z in res.get("zeroshot", []):
             summary["tasks"].setdefault(z["task"], {})[kind] = z.get("macro_auc")
-        summary[f"average_auc_{kind}"] = res.get("average_auc")
+        summary[f"average_auc_{kind}"] = res.get("zeroshot_average_auc")
     return summary

@@ -26,6 +26,27 @@ def run_dir_for(storage_path: str, name: str) -> str:
     return f"{resolve_storage(storage_path).rstrip('/')}/{name}"
 
 
+def with_absolute_paths(cfg: TrainConfig) -> TrainConfig:
+    """Workers run in Ray's own working directories: make every local path absolute, and
+    check the inputs exist now, on the driver, rather than after an epoch on the workers."""
+    from training.data.manifest import read_manifest
+
+    def absolute(p: str) -> str:
+        return p if "://" in p else str(Path(p).expanduser().resolve())
+
+    cfg = cfg.model_copy(deep=True)
+    cfg.data.train_shards = absolute(cfg.data.train_shards)
+    read_manifest(cfg.data.train_shards)
+    cfg.eval.shards = {t: absolute(d) for t, d in cfg.eval.shards.items()}
+    for task in cfg.eval.tasks:
+        read_manifest(cfg.eval.shards[task])
+    if cfg.eval.prompts:
+        cfg.eval.prompts = absolute(cfg.eval.prompts)
+        if "://" not in cfg.eval.prompts and not Path(cfg.eval.prompts).is_file():
+            raise FileNotFoundError(f"eval.prompts: {cfg.eval.prompts} not found (write it with `merl prompts`)")
+    return cfg
+
+
 def build_trainer(cfg: TrainConfig, *, storage_path: str | None = None, name: str = "merl-pretrain",
                   extra_callbacks: list | None = None, loop_config_extra: dict[str, Any] | None = None):
     """The configured ``TorchTrainer`` (not started). ``loop_config_extra`` is for tests' fault hooks."""
@@ -73,6 +94,7 @@ def fit(cfg: TrainConfig, *, storage_path: str | None = None, name: str = "merl-
     if not resume and "://" not in storage and Path(run_dir_for(storage, name)).exists():
         name = f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
         log.info("resume=False and the run exists: starting a new run %s", name)
+    cfg = with_absolute_paths(cfg)
     ensure_ray(address)
     trainer = build_trainer(cfg, storage_path=storage, name=name, extra_callbacks=extra_callbacks,
                             loop_config_extra=loop_config_extra)

@@ -30,19 +30,45 @@ def train_cmd(
     result = fit(cfg, name=name, address=address, resume=resume)
     if result.error is not None:
         raise typer.Exit(1)
-    typer.echo(json.dumps({"run_dir": result.path,
-                           "checkpoint": result.checkpoint.path if result.checkpoint else None,
-                           "metrics": {k: v for k, v in (result.metrics or {}).items() if isinstance(v, (int, float))}},
-                          indent=2))
+    summary = write_run_summary(result)
+    typer.echo(json.dumps(summary, indent=2))
+
+
+def write_run_summary(result) -> dict:
+    """``<run>/result.json``: latest and best checkpoint (by the score Ray Train ranks) + final metrics.
+
+    `merl export --run RUN` reads it, so users need not look up checkpoint folder names."""
+    from merl.io import atomic_write_text
+    from training.loop import SCORE
+
+    best = max(result.best_checkpoints or [], key=lambda cm: cm[1].get(SCORE, float("-inf")), default=None)
+    summary = {
+        "run_dir": result.path,
+        "checkpoint": result.checkpoint.path if result.checkpoint else None,
+        "best_checkpoint": best[0].path if best else (result.checkpoint.path if result.checkpoint else None),
+        "best_score": best[1].get(SCORE) if best else None,
+        "metrics": {k: v for k, v in (result.metrics or {}).items() if isinstance(v, (int, float))},
+    }
+    if "://" not in result.path:
+        atomic_write_text(Path(result.path) / "result.json", json.dumps(summary, indent=2))
+    return summary
 
 
 def export_cmd(
-    checkpoint: Path = typer.Option(..., "--checkpoint", help="A training checkpoint folder (checkpoint_stepNNNNNNNN)."),
     out: Path = typer.Option(..., "--out", help="Bundle folder to write."),
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="A training checkpoint folder (checkpoint_stepNNNNNNNN)."),
+    run: Optional[Path] = typer.Option(None, "--run", help="A finished run folder: exports its best checkpoint (from result.json)."),
 ) -> None:
     """Turn a training checkpoint into a self-contained inference bundle (loads offline)."""
     from training.export import export_checkpoint
 
+    if bool(checkpoint) == bool(run):
+        raise ConfigError("give exactly one of --checkpoint or --run")
+    if run is not None:
+        summary_path = run / "result.json"
+        if not summary_path.is_file():
+            raise FileNotFoundError(f"{summary_path} not found: is {run} a finished `merl train` run?")
+        checkpoint = Path(json.loads(summary_path.read_text())["best_checkpoint"])
     if not checkpoint.is_dir():
         raise FileNotFoundError(f"checkpoint folder not found: {checkpoint}")
     typer.echo(f"wrote {export_checkpoint(checkpoint, out)}")
