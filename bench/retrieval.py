@@ -240,9 +240,9 @@ def run(report, workdir: Path) -> None:
     for q, exp, got in res["misses"]:
         log.info("miss: %r expected %s got %s", q, exp, got)
     print(f"# retrieval: {res['n']} queries, {len(res['misses'])} not at rank 1", file=sys.stderr)
-    report("retrieval_recall_at_1", res["recall_at_1"], "x")
-    report("retrieval_recall_at_5", res["recall_at_5"], "x")
-    report("retrieval_mrr", res["mrr"], "x")
+    report("retrieval_recall_at_1", res["recall_at_1"], "fraction")
+    report("retrieval_recall_at_5", res["recall_at_5"], "fraction")
+    report("retrieval_mrr", res["mrr"], "fraction")
 
     # Latency with 10k extra chunks (synthetic filler text, embedded once per machine).
     chunks = filler_chunks(EXTRA_CHUNKS)

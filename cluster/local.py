@@ -38,16 +38,33 @@ def _probe(address: str, timeout_s: float = 3.0) -> None:
         ) from None
 
 
+def _default_target() -> tuple[str | None, int | None]:
+    """(address, local CPUs) when the caller named no address."""
+    if os.environ.get("RAY_ADDRESS"):
+        return os.environ["RAY_ADDRESS"], None
+    from cluster.config import DEFAULT_CONFIG, load_cluster_config
+
+    if not DEFAULT_CONFIG.is_file():
+        return None, None
+    cfg = load_cluster_config(DEFAULT_CONFIG)
+    return cfg.address, cfg.local.num_cpus
+
+
 def ensure_ray(address: str | None = None, num_cpus: int | None = None, **init_kwargs):
     """Initialise Ray once per process and return the ``ray`` module.
 
-    ``address=None`` starts (or reuses) an embedded local cluster with ``num_cpus`` CPUs;
     ``address="auto"`` / ``"ray://host:10001"`` / ``"host:6379"`` connects to a running one.
+    ``address=None`` means: ``RAY_ADDRESS`` if set (as inside a submitted Ray Job), else the
+    ``address`` of ``./ray_config.yaml``, else an embedded local cluster with ``num_cpus``
+    CPUs (default: that file's ``local.num_cpus``, else all cores).
     """
     import ray
 
     if ray.is_initialized():
         return ray
+    if address is None:
+        address, configured_cpus = _default_target()
+        num_cpus = num_cpus or configured_cpus
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     env_vars = {
         k: os.environ[k]

@@ -77,3 +77,18 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def test_ray_address_env_is_honoured(monkeypatch):
+    """Inside a submitted job Ray sets RAY_ADDRESS: commands must join that cluster, not start one."""
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:9")
+    with pytest.raises(ClusterUnreachable, match="127.0.0.1:9"):
+        ensure_ray()
+
+
+def test_ray_config_address_is_the_default(tmp_path, monkeypatch):
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    (tmp_path / "ray_config.yaml").write_text("address: 127.0.0.1:9\n")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ClusterUnreachable, match="127.0.0.1:9"):
+        ensure_ray()
