@@ -63,7 +63,7 @@ class RunConfigSection(StrictModel):
     zero_stage: int = Field(2, ge=0, le=3, description="DeepSpeed ZeRO stage")
     bf16: Literal["auto", "on", "off"] = Field("auto", description="auto = bf16 on GPU only")
     log_every: int = Field(10, ge=1, description="progress line every N steps")
-    cpus_per_worker: float = Field(1.0, gt=0.0)
+    cpus_per_worker: float = Field(0.5, gt=0.0, description="CPUs reserved per worker; leave some free for the Ray Data tasks feeding them")
 
 
 class CheckpointSection(StrictModel):
