@@ -10,7 +10,6 @@ class names. Steps whose outputs exist are skipped, so an interrupted demo resum
 from __future__ import annotations
 
 import json
-import logging
 import shlex
 import subprocess
 import sys
@@ -23,7 +22,6 @@ from pydantic import Field
 from evaluation.tasks import TASKS
 from merl.config import StrictModel
 
-log = logging.getLogger(__name__)
 
 
 class DemoConfig(StrictModel):
@@ -108,7 +106,8 @@ def merge_prompts(prompts_dir: Path) -> Path:
     return path
 
 
-def run_step(step: Step, cwd: Path) -> None:
+def run_step(step: Step, cwd: Path, announce=lambda command: None) -> None:
+    """Run one step unless its output exists; ``announce`` is shown the command first."""
     if step.done_when is not None and step.done_when.exists():
         step.skipped = True
         return
@@ -117,7 +116,7 @@ def run_step(step: Step, cwd: Path) -> None:
         merge_prompts(Path(step.extra["merge"]))
     else:
         argv = [sys.executable, "-m", "merl", *step.argv]
-        print(f"\n$ merl {shlex.join(step.argv)}", flush=True)
+        announce(f"merl {shlex.join(step.argv)}")
         res = subprocess.run(argv, cwd=cwd)
         if res.returncode != 0:
             raise RuntimeError(f"demo step '{step.name}' failed (exit {res.returncode}): merl {shlex.join(step.argv)}")

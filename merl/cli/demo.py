@@ -35,7 +35,7 @@ def demo(
     steps = plan(cfg, out)
     for step in steps:
         try:
-            run_step(step, Path.cwd())
+            run_step(step, Path.cwd(), announce=lambda cmd: typer.secho(f"\n$ {cmd}", bold=True))
         except RuntimeError as e:  # the step printed its own error above; say which step and stop
             typer.secho(f"error: {e}\nfix the cause and re-run `merl demo --out {out}`: finished steps are skipped",
                         fg="red", err=True)
