@@ -22,7 +22,7 @@ TINY = ModelConfig(ecg_encoder="resnet18", width=8, proj_dim=32, proj_hidden=32)
 
 @pytest.fixture(scope="module")
 def tiny_model():
-    from training.config import DataConfig, ModelConfig
+    from training.config import DataConfig
     from training.model.registry import build_model
     from training.model.text import load_tokenizer
 

@@ -10,7 +10,6 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 
 from test_train_pipeline import make_ecg_shards
 from training.checkpoint import list_checkpoints, load_checkpoint
