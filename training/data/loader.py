@@ -61,7 +61,12 @@ def build_dataset(shards_dir: str, split: str, data_cfg: "DataConfig", text_mode
              if not info.splits or info.splits.get(split, 0) > 0]
     if not paths:
         raise ValueError(f"{shards_dir}: no shard holds split {split!r} (manifest splits: {manifest.counts.by_split})")
-    ds = ray.data.read_parquet(paths, columns=READ_COLUMNS)
+    from ray.data.expressions import col
+
+    # An expression filter is pushed down into the Parquet scan: rows of other splits are
+    # never decoded or shipped (the validation stream would otherwise read every training
+    # signal only to drop it in preprocess_batch).
+    ds = ray.data.read_parquet(paths, columns=READ_COLUMNS).filter(expr=col("split") == split)
     return ds.map_batches(
         preprocess_batch,
         batch_format="numpy",
