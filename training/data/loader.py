@@ -3,7 +3,8 @@
 Decoding, resampling/normalisation and tokenisation run in Ray Data tasks (``map_batches``),
 overlapping with training; reports are tokenised *without* padding and each training batch
 is padded only to its own longest report (the reference padded every report to 256 tokens
-inside the step). Rows of other splits and rows with empty reports are dropped there too.
+inside the step). Rows of other splits are filtered right after the Parquet read, before any
+decoding; rows with empty reports are dropped in ``preprocess_batch``.
 """
 
 from __future__ import annotations
@@ -63,9 +64,8 @@ def build_dataset(shards_dir: str, split: str, data_cfg: "DataConfig", text_mode
         raise ValueError(f"{shards_dir}: no shard holds split {split!r} (manifest splits: {manifest.counts.by_split})")
     from ray.data.expressions import col
 
-    # An expression filter is pushed down into the Parquet scan: rows of other splits are
-    # never decoded or shipped (the validation stream would otherwise read every training
-    # signal only to drop it in preprocess_batch).
+    # Filter the split right after the read, before decoding/tokenising: the validation
+    # stream would otherwise decode every training signal only to drop it.
     ds = ray.data.read_parquet(paths, columns=READ_COLUMNS).filter(expr=col("split") == split)
     return ds.map_batches(
         preprocess_batch,
