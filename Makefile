@@ -11,13 +11,13 @@ export TOKENIZERS_PARALLELISM=false
 export RAY_USAGE_STATS_ENABLED=0
 DEMO_DIR ?= runs/demo
 
-.PHONY: setup demo test test-fast bench clean
+.PHONY: setup demo test test-fast lint bench clean
 
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q --upgrade pip "setuptools>=77" wheel
 	$(BIN)/pip install -q "$(TORCH)"
 	# DeepSpeed ships as an sdist whose build imports torch: build it against the torch above.
 	DS_BUILD_OPS=0 $(BIN)/pip install -q --no-build-isolation "deepspeed>=0.16,<0.20"
@@ -27,7 +27,10 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/merl demo --out $(DEMO_DIR)
 
-test: $(STAMP)
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+test: lint
 	$(BIN)/python -m pytest -n 2 --dist loadgroup -q tests
 
 test-fast: $(STAMP)

@@ -24,7 +24,7 @@ N_RECORDS = 2000
 def _corpus(root: Path) -> None:
     if (root / "record_list.csv").is_file():
         return
-    from training.data.synth import synthesize
+    from merl.training.data.synth import synthesize
 
     synthesize("mimic", root, N_RECORDS, seed=0)
 
@@ -54,7 +54,7 @@ def _raw_read(paths: list[str]) -> float:
 
 def _pipeline(root: Path, out: Path, concurrency: int | None, repeats: int = 2) -> float:
     """Best of ``repeats`` full runs (fresh output each time): the machine is shared and noisy."""
-    from training.data.prepare import PrepareConfig, prepare
+    from merl.training.data.prepare import PrepareConfig, prepare
 
     best = float("inf")
     for _ in range(repeats):
@@ -67,9 +67,9 @@ def _pipeline(root: Path, out: Path, concurrency: int | None, repeats: int = 2) 
 
 
 def run(report, workdir: Path) -> None:
-    from cluster.local import ensure_ray
-    from training.data.prepare import PrepareConfig, prepare, process_records
-    from training.data.readers import make_reader
+    from merl.core.raysession import ensure_ray
+    from merl.training.data.prepare import PrepareConfig, prepare, process_records
+    from merl.training.data.readers import make_reader
 
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)

@@ -105,8 +105,8 @@ def make_queries(path: Path = QUERIES) -> int:
     """Build the labelled query set from the tasks, the public label tables and CLINICIAN."""
     import csv
 
-    from evaluation.tasks import TASKS
-    from knowledge.kb import load_entries
+    from merl.core.tasks import TASKS
+    from merl.knowledge.kb import load_entries
 
     ref = Path(__file__).resolve().parents[1].parent / "shared" / "reference"
     scp_desc, csn_desc = {}, {}
@@ -200,8 +200,8 @@ def filler_vectors(embeddings, chunks: list[str], model: str) -> np.ndarray:
     cache = Path(os.environ.get("MERL_CACHE_DIR", Path.home() / ".cache" / "merl-ray")) / "bench" / f"filler-{key}.npy"
     if cache.is_file():
         return np.load(cache, allow_pickle=False)
-    from knowledge.index import embed_passages
-    from merl.io import atomic_path
+    from merl.core.io import atomic_path
+    from merl.knowledge.index import embed_passages
 
     t0 = time.perf_counter()
     vectors = embed_passages(embeddings, chunks, progress=True)
@@ -217,11 +217,11 @@ def run(report, workdir: Path) -> None:
     import torch
     from langchain_core.documents import Document
 
-    from knowledge.config import KnowledgeConfig
-    from knowledge.embeddings import make_embeddings
-    from knowledge.index import KnowledgeIndex, build_index
-    from knowledge.kb import load_entries
-    from knowledge.retriever import KnowledgeRetriever
+    from merl.knowledge.config import KnowledgeConfig
+    from merl.knowledge.embeddings import make_embeddings
+    from merl.knowledge.index import KnowledgeIndex, build_index
+    from merl.knowledge.kb import load_entries
+    from merl.knowledge.retriever import KnowledgeRetriever
 
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)

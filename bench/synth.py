@@ -17,7 +17,7 @@ from pathlib import Path
 
 
 def run(report, workdir: Path) -> None:
-    from training.data.synth import synthesize
+    from merl.training.data.synth import synthesize
 
     n = int(os.environ.get("MERL_BENCH_SYNTH_N", "10000"))
     out = Path(workdir) / "mimic"

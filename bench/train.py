@@ -33,12 +33,12 @@ REPORTS = [  # synthetic MIMIC-style machine reports of varied length
 def _step_rates(batch: int = 32, steps: int = 6) -> tuple[float, float]:
     import torch
 
-    from training.config import TrainConfig
-    from training.data.loader import pad_token_ids, tokenize
-    from training.loop import build_optimizer
-    from training.loss import MERLLoss
-    from training.model import build_model
-    from training.model.text import load_tokenizer
+    from merl.core.textmodel import load_tokenizer
+    from merl.training.config import TrainConfig
+    from merl.training.data.loader import pad_token_ids, tokenize
+    from merl.training.loop import build_optimizer
+    from merl.training.loss import MERLLoss
+    from merl.training.model import build_model
 
     torch.set_num_threads(2)
     torch.manual_seed(0)
@@ -75,8 +75,8 @@ def _step_rates(batch: int = 32, steps: int = 6) -> tuple[float, float]:
 
 
 def _ray_rate(shards: Path, storage: Path, workers: int) -> float:
-    from training.config import TrainConfig
-    from training.trainer import fit
+    from merl.training.config import TrainConfig
+    from merl.training.trainer import fit
 
     cfg = TrainConfig.model_validate({
         "model": {"width": 32},
@@ -93,9 +93,9 @@ def _ray_rate(shards: Path, storage: Path, workers: int) -> float:
 def _bench_shards(root: Path, n: int = 640) -> Path:
     import pyarrow.parquet as pq
 
-    from merl.io import sha256_file
-    from training.data.manifest import Counts, Manifest, ShardInfo, write_manifest
-    from training.data.schema import CanonicalRecord, rows_to_table
+    from merl.core.io import sha256_file
+    from merl.training.data.manifest import Counts, Manifest, ShardInfo, write_manifest
+    from merl.training.data.schema import CanonicalRecord, rows_to_table
 
     rng = np.random.default_rng(0)
     root.mkdir(parents=True, exist_ok=True)
@@ -120,7 +120,7 @@ def run(report, workdir: Path) -> None:
     report("train_samples_per_s_pad256_synthetic", ref, "samples/s")
     report("train_vs_pad256", ours / ref, "x")
 
-    from cluster.local import ensure_ray
+    from merl.core.raysession import ensure_ray
 
     ray = ensure_ray(num_cpus=2)
     try:

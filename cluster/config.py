@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import Field
 
-from merl.config import StrictModel, load_config
+from merl.core.config import StrictModel, load_config
 
 DEFAULT_CONFIG = Path("ray_config.yaml")
 
@@ -64,3 +64,12 @@ def load_cluster_config(path: str | Path | None = None, overrides: list[str] | t
     if path is None and DEFAULT_CONFIG.is_file():
         path = DEFAULT_CONFIG
     return load_config(ClusterConfig, path, overrides)
+
+
+def apply_cluster_defaults(path: str | Path | None = None) -> ClusterConfig:
+    """Make the settings file's ``address`` / ``local.num_cpus`` the Ray connection defaults."""
+    from merl.core.raysession import set_defaults
+
+    cfg = load_cluster_config(path)
+    set_defaults(cfg.address, cfg.local.num_cpus)
+    return cfg

@@ -1,6 +1,6 @@
 """Start/stop a persistent single-machine Ray head (``merl cluster up/down``).
 
-The embedded cluster (``cluster.local.ensure_ray``) lives as long as one command; a head
+The embedded cluster (``merl.core.raysession.ensure_ray``) lives as long as one command; a head
 started here outlives it, so jobs can be submitted to it through the Jobs API exactly as to
 a multi-node cluster.
 """
@@ -13,7 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from cluster.config import LocalClusterConfig
+from merl.cluster.config import LocalClusterConfig
 
 
 def _ray_bin() -> str:

@@ -12,8 +12,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from cluster.config import ClusterConfig
-from cluster.local import ClusterUnreachable
+from merl.cluster.config import ClusterConfig
+from merl.core.raysession import ClusterUnreachable
 
 log = logging.getLogger(__name__)
 TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}

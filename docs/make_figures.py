@@ -1,6 +1,6 @@
 """Render docs/figures/synthetic_conditions.png: one synthetic record per major condition.
 
-Run: .venv/bin/python docs/make_figures.py   (uses training.data.plot.plot_ecg_grid)
+Run: .venv/bin/python docs/make_figures.py   (uses merl.training.data.plot.plot_ecg_grid)
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from training.data.plot import plot_ecg_grid  # noqa: E402
-from training.data.synth import generate_record  # noqa: E402
+from merl.training.data.plot import plot_ecg_grid
+from merl.training.data.synth import generate_record
 
 CONDITIONS = [
     ["sinus_normal"], ["afib"], ["aflutter"], ["sinus_normal", "avb1"], ["sinus_normal", "mobitz1"],

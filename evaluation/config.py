@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pydantic import Field, field_validator
 
-from evaluation.linear_probe import DEFAULT_FRACTIONS
-from evaluation.tasks import TASKS
-from merl.config import StrictModel
+from merl.core.config import StrictModel
+from merl.core.tasks import TASKS
+from merl.evaluation.linear_probe import DEFAULT_FRACTIONS
 
 
 class EvalConfig(StrictModel):

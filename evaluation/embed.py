@@ -2,7 +2,7 @@
 
 Records are read only through the manifest (never a half-written folder) with pyarrow
 dataset scans, in batches, so a 20k-record split never sits in memory as signals. Each
-batch is prepared by :func:`training.data.transforms.prepare_ecg_batch`, exactly as in
+batch is prepared by :func:`merl.training.data.transforms.prepare_ecg_batch`, exactly as in
 pretraining. Embeddings come back sorted by record id, so results do not depend on the
 order the scanner yields batches in.
 """
@@ -10,18 +10,19 @@ order the scanner yields batches in.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterator, Literal, Sequence
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-from training.data.manifest import read_manifest
+from merl.training.data.manifest import read_manifest
 
 if TYPE_CHECKING:
     import pyarrow as pa
     import torch
 
-    from training.config import DataConfig
+    from merl.training.data.config import DataConfig
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ def _dataset(shards_dir: str):
     return ds.dataset(paths, format="parquet")
 
 
-def read_label_table(shards_dir: str, splits: Sequence[str] | None = None) -> "pa.Table":
+def read_label_table(shards_dir: str, splits: Sequence[str] | None = None) -> pa.Table:
     """``id``, ``source``, ``split``, ``labels`` of every record (optionally of some splits): no signals."""
     import pyarrow.dataset as ds
 
@@ -48,7 +49,7 @@ def read_label_table(shards_dir: str, splits: Sequence[str] | None = None) -> "p
 
 def iter_signal_batches(
     shards_dir: str, split: str, ids: Sequence[str] | None = None, batch_size: int = 64
-) -> Iterator["pa.RecordBatch"]:
+) -> Iterator[pa.RecordBatch]:
     """Record batches (id, fs, signal, signal_scale) of one split, optionally only ``ids``."""
     import pyarrow.dataset as ds
 
@@ -60,7 +61,7 @@ def iter_signal_batches(
             yield batch
 
 
-def _device_dtype(model) -> tuple["torch.device", "torch.dtype"]:
+def _device_dtype(model) -> tuple[torch.device, torch.dtype]:
     """Where the model's weights live and their float type (bf16 under DeepSpeed bf16)."""
     import torch
 
@@ -80,7 +81,7 @@ def embed_ecgs(
     model,
     shards_dir: str,
     split: str,
-    data_cfg: "DataConfig",
+    data_cfg: DataConfig,
     ids: Sequence[str] | None = None,
     batch_size: int = 64,
     features: Literal["projected", "backbone"] = "projected",
@@ -95,7 +96,7 @@ def embed_ecgs(
     import torch
     from tqdm.auto import tqdm
 
-    from training.data.transforms import batch_fs, decode_batch, prepare_ecg_batch
+    from merl.training.data.transforms import batch_fs, decode_batch, prepare_ecg_batch
 
     device, dtype = _device_dtype(model)
     was_training = model.training

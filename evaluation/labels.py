@@ -22,14 +22,14 @@ from __future__ import annotations
 import csv
 import logging
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
-from typing import Iterable, Sequence
 
 import numpy as np
 
-from evaluation.tasks import CPSC_CLASSES, Task
+from merl.core.tasks import CPSC_CLASSES, Task
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ class Statement:
 @lru_cache(maxsize=1)
 def ptbxl_statements() -> dict[str, Statement]:
     """The 71 SCP statements keyed by published name (no underscores)."""
-    text = resources.files("evaluation").joinpath("data/ptbxl_statements.csv").read_text()
+    text = resources.files("merl.evaluation").joinpath("data/ptbxl_statements.csv").read_text()
     out: dict[str, Statement] = {}
     for row in csv.DictReader(text.splitlines()):
         st = Statement(

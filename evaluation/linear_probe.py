@@ -13,15 +13,16 @@ class would score.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from evaluation.metrics import task_metrics
+from merl.evaluation.metrics import task_metrics
 
 if TYPE_CHECKING:
-    from training.config import DataConfig
+    from merl.training.data.config import DataConfig
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +104,7 @@ def evaluate_linear_probe(
     model,
     task_name: str,
     shards_dir: str,
-    data_cfg: "DataConfig",
+    data_cfg: DataConfig,
     fractions: Sequence[float] = DEFAULT_FRACTIONS,
     seed: int = 42,
     batch_size: int = 64,
@@ -113,9 +114,9 @@ def evaluate_linear_probe(
     progress: bool = True,
 ) -> LinearProbeResult:
     """Linear-probe macro AUC of ``model``'s frozen ECG encoder on one task."""
-    from evaluation.embed import embed_ecgs
-    from evaluation.tasks import get_task
-    from evaluation.zeroshot import is_synthetic, split_labels
+    from merl.core.tasks import get_task
+    from merl.evaluation.embed import embed_ecgs
+    from merl.evaluation.zeroshot import is_synthetic, split_labels
 
     task = get_task(task_name)
     model.to(device)

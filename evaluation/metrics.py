@@ -16,8 +16,8 @@ binarised scores at that threshold), with two deliberate differences, both docum
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 from sklearn.metrics import accuracy_score, precision_recall_curve, roc_auc_score

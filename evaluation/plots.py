@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from merl.io import atomic_path
+from merl.core.io import atomic_path
 
 if TYPE_CHECKING:
-    from evaluation.zeroshot import ZeroShotResult
+    from merl.evaluation.zeroshot import ZeroShotResult
 
 
 def _pyplot():
@@ -23,7 +23,7 @@ def _pyplot():
     return plt
 
 
-def _title(result: "ZeroShotResult", what: str) -> str:
+def _title(result: ZeroShotResult, what: str) -> str:
     tag = " - SYNTHETIC data" if result.synthetic else ""
     return f"{result.task} ({result.split}, n={result.n_records}) {what}{tag}"
 
@@ -35,7 +35,7 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def roc_curves(result: "ZeroShotResult", path: str | Path) -> Path:
+def roc_curves(result: ZeroShotResult, path: str | Path) -> Path:
     """One ROC curve per non-degenerate class, AUC in the legend."""
     from sklearn.metrics import roc_curve
 
@@ -57,7 +57,7 @@ def roc_curves(result: "ZeroShotResult", path: str | Path) -> Path:
         plt.close(fig)
 
 
-def auc_bars(result: "ZeroShotResult", path: str | Path) -> Path:
+def auc_bars(result: ZeroShotResult, path: str | Path) -> Path:
     """Per-class AUC bars (degenerate classes shown as gaps) with the 50% chance line."""
     plt = _pyplot()
     aucs = np.array([result.per_class.get(lab, {}).get("auc", math.nan) for lab in result.labels])

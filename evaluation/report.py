@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
-from evaluation.linear_probe import LinearProbeResult
-from evaluation.tasks import TASKS
-from evaluation.zeroshot import ZeroShotResult
-from merl.io import atomic_write_text
+from merl.core.io import atomic_write_text
+from merl.core.tasks import TASKS
+from merl.evaluation.linear_probe import LinearProbeResult
+from merl.evaluation.zeroshot import ZeroShotResult
 
 PAPER_ZEROSHOT_AVG_AUC = 75.2  # MERL ResNet18 + CKEPE, mean over the six tasks
 SYNTHETIC_TAG = " - SYNTHETIC data"
@@ -127,7 +128,7 @@ def per_class_table(result: ZeroShotResult):
 
 def write_report(report: EvalReport, out_dir: str | Path, plots: bool = True) -> dict[str, Any]:
     """``results.json`` + ``plots/<task>_roc.png`` and ``plots/<task>_auc.png``; returns the paths."""
-    from evaluation.plots import auc_bars, roc_curves
+    from merl.evaluation.plots import auc_bars, roc_curves
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from evaluation.config import EvalConfig
-from evaluation.report import EvalReport, write_report
+from merl.evaluation.config import EvalConfig
+from merl.evaluation.report import EvalReport, write_report
 
 log = logging.getLogger(__name__)
 
@@ -18,19 +18,18 @@ def run_evaluation(cfg: EvalConfig, model=None, tokenizer=None, data_cfg=None) -
     (the data config is the one the model was trained with, so signals are prepared alike).
     Returns the report and the paths written.
     """
-    from evaluation.linear_probe import evaluate_linear_probe
-    from evaluation.zeroshot import evaluate_zeroshot, load_prompts
-
     from pathlib import Path
 
-    from training.data.manifest import read_manifest
+    from merl.evaluation.linear_probe import evaluate_linear_probe
+    from merl.evaluation.zeroshot import evaluate_zeroshot, load_prompts
+    from merl.training.data.manifest import read_manifest
 
     for shards in cfg.tasks.values():
         read_manifest(shards)  # fail fast, before loading the model, on a missing/unprepared folder
     if cfg.prompts and not Path(cfg.prompts).is_file():
         raise FileNotFoundError(f"prompts file not found: {cfg.prompts}")
     if model is None:
-        from training.export import load_bundle
+        from merl.training.export import load_bundle
 
         if not Path(cfg.model).exists():
             raise FileNotFoundError(f"model bundle not found: {cfg.model} (train with `merl train`, then export)")

@@ -2,7 +2,7 @@
 
 As in MERL: class text embedding = projected, L2-normalised embedding of the class prompt;
 ECG embedding = projected, L2-normalised; score = cosine similarity; then per-class ROC AUC,
-best F1 and accuracy at the best-F1 threshold (:mod:`evaluation.metrics`).
+best F1 and accuracy at the best-F1 threshold (:mod:`merl.evaluation.metrics`).
 
 The train loop calls :func:`evaluate_zeroshot` each epoch (metric ``val_zeroshot_auc``);
 ``merl evaluate`` calls it on the test split.
@@ -12,21 +12,22 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from evaluation.labels import LabelMatrix, kept_labels, label_matrix, published_name, ptbxl_statements
-from evaluation.metrics import task_metrics
-from evaluation.tasks import Task, get_task
-from merl.config import ConfigError
-from training.data.manifest import read_manifest
+from merl.core.config import ConfigError
+from merl.core.tasks import Task, get_task
+from merl.evaluation.labels import LabelMatrix, kept_labels, label_matrix, ptbxl_statements, published_name
+from merl.evaluation.metrics import task_metrics
+from merl.training.data.manifest import read_manifest
 
 if TYPE_CHECKING:
-    from training.config import DataConfig
+    from merl.training.data.config import DataConfig
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +77,7 @@ class SplitLabels:
 
 def split_labels(task: Task, shards_dir: str, split: str) -> SplitLabels:
     """The task's label matrix for one split (rare labels counted over the whole folder)."""
-    from evaluation.embed import read_label_table
+    from merl.evaluation.embed import read_label_table
 
     table = read_label_table(shards_dir)
     sources = set(table.column("source").unique().to_pylist())
@@ -107,22 +108,22 @@ def load_prompts(path: str | Path, task_name: str | None = None) -> dict[str, st
     return {str(k): str(v) for k, v in data.items() if isinstance(v, str)}
 
 
-@lru_cache(maxsize=None)
+@cache
 def _knowledge_names(task: Task) -> dict[str, str]:
     """Preferred names from the knowledge base, if it is installed and resolves the labels
     (cached: the train loop asks every epoch)."""
     try:
-        from knowledge.kb import load_entries
+        from merl.knowledge.kb import load_entries
 
         kb = load_entries()
-    except Exception as e:  # optional dependency: any failure means "no names"
+    except Exception as e:  # noqa: BLE001 - optional dependency: any failure means "no names"
         log.debug("knowledge base unavailable for default prompts: %s", e)
         return {}
     out = {}
     for lab in task.labels:
         try:
             out[lab] = kb.resolve(lab, task.ontology).name
-        except Exception:
+        except Exception:  # noqa: BLE001 - a label the knowledge base cannot name keeps its code
             continue
     return out
 
@@ -157,7 +158,7 @@ def evaluate_zeroshot(
     tokenizer,
     task_name: str,
     shards_dir: str,
-    data_cfg: "DataConfig",
+    data_cfg: DataConfig,
     prompts: Mapping[str, str] | None = None,
     split: str = "val",
     batch_size: int = 64,
@@ -169,7 +170,7 @@ def evaluate_zeroshot(
     ``model`` is an (unwrapped) ``MERLModel``; it is moved to ``device`` and left in the
     train/eval mode it came in.
     """
-    from evaluation.embed import embed_ecgs, embed_texts
+    from merl.evaluation.embed import embed_ecgs, embed_texts
 
     task = get_task(task_name)
     sl = split_labels(task, shards_dir, split)

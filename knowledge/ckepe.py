@@ -12,7 +12,7 @@
 
 Grounding rule (deterministic, lexical): an attribute is kept when (a) every number in it
 occurs in the passages and (b) at least ``grounding_threshold`` of its content words
-(``knowledge.text.tokens``: lower-cased, stop words removed, spelling variants unified,
+(``merl.knowledge.text.tokens``: lower-cased, stop words removed, spelling variants unified,
 light suffix stemming) occur in the passages. Anything
 else is dropped with the reason, so an LLM cannot add attributes the knowledge lacks.
 """
@@ -28,11 +28,11 @@ from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import Runnable, RunnableLambda, RunnablePassthrough
 from pydantic import BaseModel, Field
 
-from knowledge.config import KnowledgeConfig
-from knowledge.index import KnowledgeIndex
-from knowledge.retriever import KnowledgeRetriever
-from knowledge.schema import KnowledgeEntry
-from knowledge.text import tokens
+from merl.knowledge.config import KnowledgeConfig
+from merl.knowledge.index import KnowledgeIndex
+from merl.knowledge.retriever import KnowledgeRetriever
+from merl.knowledge.schema import KnowledgeEntry
+from merl.knowledge.text import tokens
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ class PromptResult(BaseModel):
 
 # -- grounding --------------------------------------------------------------------------
 
-# Filler words of LLM phrasing that carry no clinical content (beyond knowledge.text.STOPWORDS).
+# Filler words of LLM phrasing that carry no clinical content (beyond merl.knowledge.text.STOPWORDS).
 _GROUNDING_STOP = frozenset({"seen", "present", "presence", "show", "shows", "showing", "typical", "characteristic"})
 
 
@@ -111,7 +111,9 @@ def ground(attributes: list[str], passages: list[str], threshold: float) -> tupl
         numbers = [t for t in toks if t[0].isdigit() and t not in vocab]
         missing = sorted({t for t in toks if t not in vocab})
         if numbers:
-            dropped.append(DroppedAttribute(attribute=attr, reason=f"number(s) not in passages: {', '.join(numbers)}", support=support))
+            dropped.append(
+                DroppedAttribute(attribute=attr, reason=f"number(s) not in passages: {', '.join(numbers)}", support=support)
+            )
         elif support < threshold:
             dropped.append(
                 DroppedAttribute(
@@ -167,11 +169,7 @@ SYSTEM = (
     "that the passages do not state. Return 3 to {max_attributes} short attributes (ECG findings, "
     "criteria, subtypes) that distinguish the class."
 )
-HUMAN = (
-    "Class: {name} (label {label} in {ontology}; task: {task})\n\n"
-    "Passages:\n{passages}\n\n"
-    "{format_instructions}"
-)
+HUMAN = "Class: {name} (label {label} in {ontology}; task: {task})\n\nPassages:\n{passages}\n\n{format_instructions}"
 
 
 def _passage_records(docs: list[Document]) -> list[Passage]:
@@ -214,7 +212,7 @@ def build_ckepe_chain(
     """
     cfg = cfg or KnowledgeConfig()
     if index.kb is None:
-        from merl.config import ConfigError
+        from merl.core.config import ConfigError
 
         raise ConfigError("this index holds no knowledge entries (entries.json); rebuild it with `merl knowledge build`")
     kb = index.kb
@@ -239,7 +237,9 @@ def build_ckepe_chain(
         if not kept and composer == "llm":
             log.warning("%s: every LLM attribute was dropped by grounding; using the offline composer", x["label"])
             composer = "offline-fallback"
-            kept, more = ground(offline_attributes(entry, cfg.max_attributes), [d.page_content for d in docs], cfg.grounding_threshold)
+            kept, more = ground(
+                offline_attributes(entry, cfg.max_attributes), [d.page_content for d in docs], cfg.grounding_threshold
+            )
             dropped += more
         return PromptResult(
             label=x["label"],
@@ -254,7 +254,9 @@ def build_ckepe_chain(
             attributes_dropped=dropped,
         )
 
-    offline = RunnableLambda(lambda x: finish(x, offline_attributes(x["entry"], cfg.max_attributes), "offline"), name="offline_composer")
+    offline = RunnableLambda(
+        lambda x: finish(x, offline_attributes(x["entry"], cfg.max_attributes), "offline"), name="offline_composer"
+    )
     prepare = RunnablePassthrough.assign(entry=RunnableLambda(resolve, name="resolve_label")) | RunnablePassthrough.assign(
         passages=RunnableLambda(gather, name="gather_passages")
     )
@@ -289,7 +291,9 @@ def build_ckepe_chain(
             return list(out.get("attributes", []))
         raise ValueError(f"unexpected structured output {type(out).__name__}")
 
-    generate = RunnableLambda(variables, name="prompt_variables") | prompt | structured | RunnableLambda(as_list, name="attributes")
+    generate = (
+        RunnableLambda(variables, name="prompt_variables") | prompt | structured | RunnableLambda(as_list, name="attributes")
+    )
     with_llm = RunnablePassthrough.assign(attributes=generate) | RunnableLambda(
         lambda x: finish(x, x["attributes"], "llm"), name="grounding_filter"
     )
@@ -309,7 +313,7 @@ def generate_prompts(
     """``{label: PromptResult}`` for every label; all labels are resolved before any LLM call,
     so one unknown label fails fast with every problem listed."""
     if index.kb is None:
-        from merl.config import ConfigError
+        from merl.core.config import ConfigError
 
         raise ConfigError("this index holds no knowledge entries (entries.json); rebuild it with `merl knowledge build`")
     index.kb.resolve_labels(labels, ontology)

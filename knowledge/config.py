@@ -11,7 +11,7 @@ from typing import Literal, Optional
 
 from pydantic import Field, model_validator
 
-from merl.config import StrictModel
+from merl.core.config import StrictModel
 
 
 class IndexConfig(StrictModel):
@@ -57,7 +57,7 @@ class KnowledgeConfig(StrictModel):
     max_attributes: int = Field(8, ge=1, description="attributes kept in one class prompt")
 
     @model_validator(mode="after")
-    def _check(self) -> "KnowledgeConfig":
+    def _check(self) -> KnowledgeConfig:
         if self.chunk_overlap >= self.chunk_size:
             raise ValueError(f"chunk_overlap ({self.chunk_overlap}) must be smaller than chunk_size ({self.chunk_size})")
         return self

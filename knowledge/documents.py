@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import hashlib
 import warnings
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from langchain_core.documents import Document
 
-from knowledge.schema import KnowledgeEntry
+from merl.knowledge.schema import KnowledgeEntry
 
 warnings.filterwarnings("ignore", message=r".*langchain-community.*", category=DeprecationWarning)
 
@@ -76,7 +76,7 @@ def expand_sources(paths: Iterable[str | Path]) -> list[Path]:
             out.extend(sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in SUPPORTED_SUFFIXES))
         elif p.is_file():
             if p.suffix.lower() not in SUPPORTED_SUFFIXES:
-                from merl.config import ConfigError
+                from merl.core.config import ConfigError
 
                 raise ConfigError(
                     f"{p}: unsupported document type {p.suffix!r}; supported: {', '.join(sorted(SUPPORTED_SUFFIXES))}"
@@ -95,7 +95,7 @@ def load_source(path: Path) -> list[Document]:
     try:
         return loader.load()
     except Exception as e:  # loaders wrap decode/parse errors in various types
-        from merl.config import ConfigError
+        from merl.core.config import ConfigError
 
         raise ConfigError(f"{path}: could not read document: {e}") from e
 

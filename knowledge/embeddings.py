@@ -1,6 +1,6 @@
 """Text embeddings for the knowledge index, as a LangChain ``Embeddings``.
 
-The default is the bundled all-MiniLM-L6-v2 (``merl.textmodel``), run locally with
+The default is the bundled all-MiniLM-L6-v2 (``merl.core.textmodel``), run locally with
 transformers: mean pooling over the attention mask, then L2 normalisation, so inner
 product equals cosine similarity. Any other Hugging Face model works by name or path.
 ``openai:<model>`` / ``ollama:<model>`` select API embeddings when their integration
@@ -15,7 +15,7 @@ from typing import Any
 
 from langchain_core.embeddings import Embeddings
 
-from merl.config import ConfigError
+from merl.core.config import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ class HFEmbeddings(Embeddings):
     """Mean-pooled, L2-normalised sentence embeddings from a local transformers encoder."""
 
     def __init__(self, model: str = "default", batch_size: int = 64, max_length: int = 256):
-        from merl.textmodel import resolve_text_model
+        from merl.core.textmodel import resolve_text_model
 
         self.spec = model
         self.path = resolve_text_model(None if model == "default" else model)
@@ -98,7 +98,9 @@ def _api_embeddings(provider: str, model: str) -> Embeddings:
                 "embedding 'ollama:...' needs the langchain-ollama package: pip install 'merl-ray[llm]'"
             ) from None
         return OllamaEmbeddings(model=model)
-    raise ConfigError(f"unknown embedding provider {provider!r}; use 'default', a HF model name/path, openai:<model> or ollama:<model>")
+    raise ConfigError(
+        f"unknown embedding provider {provider!r}; use 'default', a HF model name/path, openai:<model> or ollama:<model>"
+    )
 
 
 def make_embeddings(spec: str = "default", batch_size: int = 64, max_length: int = 256) -> Embeddings:

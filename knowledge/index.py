@@ -25,17 +25,17 @@ import shutil
 import time
 import uuid
 import warnings
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
 
 import numpy as np
 from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
 
-from knowledge.config import IndexConfig
-from knowledge.kb import KnowledgeBase
-from merl.config import ConfigError
-from merl.io import sha256_file
+from merl.core.config import ConfigError
+from merl.core.io import sha256_file
+from merl.knowledge.config import IndexConfig
+from merl.knowledge.kb import KnowledgeBase
 
 log = logging.getLogger(__name__)
 logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # its CPU-feature probing is not news
@@ -90,12 +90,12 @@ def embed_passages(embeddings: Embeddings, texts: Sequence[str], progress: bool 
 class LexicalIndex:
     """TF-IDF over the passages (rebuilt from the docstore, never persisted): exact clinical
     words such as "notched", "V6", "delta" that a small sentence encoder blurs. Words are
-    normalised by ``knowledge.text.tokens`` ("wide" and "broad" are one word)."""
+    normalised by ``merl.knowledge.text.tokens`` ("wide" and "broad" are one word)."""
 
     def __init__(self, texts: Sequence[str]):
         from sklearn.feature_extraction.text import TfidfVectorizer
 
-        from knowledge.text import tokens
+        from merl.knowledge.text import tokens
 
         self.vectorizer = TfidfVectorizer(analyzer=tokens, sublinear_tf=True, dtype=np.float32)
         self.matrix = self.vectorizer.fit_transform(list(texts)).tocsr()  # rows are L2-normalised
@@ -131,7 +131,7 @@ class KnowledgeIndex:
         kb: KnowledgeBase | None = None,
         embedding_name: str = "default",
         progress: bool = False,
-    ) -> "KnowledgeIndex":
+    ) -> KnowledgeIndex:
         from langchain_community.docstore.in_memory import InMemoryDocstore
         from langchain_community.vectorstores import FAISS
         from langchain_community.vectorstores.utils import DistanceStrategy
@@ -337,19 +337,21 @@ class KnowledgeIndex:
         return path
 
     @classmethod
-    def load(cls, path: str | Path, embeddings: Embeddings | None = None, verify: bool = True) -> "KnowledgeIndex":
+    def load(cls, path: str | Path, embeddings: Embeddings | None = None, verify: bool = True) -> KnowledgeIndex:
         """Rebuild the vector store from the native FAISS file and JSON passages."""
         import faiss
         from langchain_community.docstore.in_memory import InMemoryDocstore
         from langchain_community.vectorstores import FAISS
         from langchain_community.vectorstores.utils import DistanceStrategy
 
-        from knowledge.embeddings import make_embeddings
+        from merl.knowledge.embeddings import make_embeddings
 
         path = Path(path)
         mpath = path / "manifest.json"
         if not mpath.is_file():
-            raise FileNotFoundError(f"no knowledge index at {path} (missing manifest.json); build one with `merl knowledge build`")
+            raise FileNotFoundError(
+                f"no knowledge index at {path} (missing manifest.json); build one with `merl knowledge build`"
+            )
         manifest = json.loads(mpath.read_text(encoding="utf-8"))
         if manifest.get("format") != FORMAT:
             raise ConfigError(f"{path}: unsupported index format {manifest.get('format')!r} (expected {FORMAT})")
@@ -405,9 +407,9 @@ def build_index(
     progress: bool = False,
 ) -> KnowledgeIndex:
     """Knowledge entries (+ user files) -> a built, unsaved index (config: ``KnowledgeConfig``)."""
-    from knowledge.config import KnowledgeConfig
-    from knowledge.documents import kb_documents, user_documents
-    from knowledge.embeddings import make_embeddings
+    from merl.knowledge.config import KnowledgeConfig
+    from merl.knowledge.documents import kb_documents, user_documents
+    from merl.knowledge.embeddings import make_embeddings
 
     cfg = cfg or KnowledgeConfig()
     docs = kb_documents(kb.entries, kb.origin) if kb is not None else []

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import difflib
 import json
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import yaml
 from pydantic import ValidationError
 
-from knowledge.schema import ONTOLOGIES, KnowledgeBaseError, KnowledgeEntry, check_entries
-from merl.config import ConfigError, format_validation_error
+from merl.core.config import ConfigError, format_validation_error
+from merl.knowledge.schema import ONTOLOGIES, KnowledgeBaseError, KnowledgeEntry, check_entries
 
 ENTRIES_DIR = Path(__file__).resolve().parent / "entries"
 
@@ -111,7 +111,7 @@ class KnowledgeBase:
 
     def for_task(self, task_name: str) -> dict[str, KnowledgeEntry]:
         """``{label: entry}`` for every label of a benchmark task, through the task's ontology."""
-        from evaluation.tasks import get_task
+        from merl.core.tasks import get_task
 
         try:
             task = get_task(task_name)
@@ -123,7 +123,7 @@ class KnowledgeBase:
         return json.dumps([e.model_dump(mode="json") for e in self.entries], indent=1, ensure_ascii=False)
 
     @classmethod
-    def from_json(cls, text: str) -> "KnowledgeBase":
+    def from_json(cls, text: str) -> KnowledgeBase:
         return cls(KnowledgeEntry.model_validate(d) for d in json.loads(text))
 
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import os
 
-from knowledge.config import LLMConfig
-from merl.config import ConfigError
+from merl.core.config import ConfigError
+from merl.knowledge.config import LLMConfig
 
 _PACKAGES = {"openai": "langchain-openai", "ollama": "langchain-ollama", "anthropic": "langchain-anthropic",
              "google_genai": "langchain-google-genai", "mistralai": "langchain-mistralai"}
@@ -40,7 +40,9 @@ def make_chat_model(cfg: LLMConfig):
         key = os.environ.get(cfg.api_key_env)
         if not key:
             if not cfg.base_url:
-                raise ConfigError(f"set the {cfg.api_key_env} environment variable for {cfg.model} (or give base_url for a local server)")
+                raise ConfigError(
+                    f"set the {cfg.api_key_env} environment variable for {cfg.model} (or give base_url for a local server)"
+                )
             key = "EMPTY"  # local OpenAI-compatible servers accept any key
         return ChatOpenAI(model=name, base_url=cfg.base_url, api_key=key, temperature=cfg.temperature, timeout=cfg.timeout_s)
     if provider == "ollama":

@@ -19,8 +19,8 @@ from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict
 
-from knowledge.index import KnowledgeIndex, metadata_filter
-from knowledge.schema import KnowledgeEntry
+from merl.knowledge.index import KnowledgeIndex, metadata_filter
+from merl.knowledge.schema import KnowledgeEntry
 
 
 def expansion_text(entry: KnowledgeEntry) -> str:
@@ -45,7 +45,7 @@ class KnowledgeRetriever(BaseRetriever):
     kind: Optional[str] = None  # "entry" | "user"
 
     @classmethod
-    def from_config(cls, index: KnowledgeIndex, cfg, **overrides) -> "KnowledgeRetriever":
+    def from_config(cls, index: KnowledgeIndex, cfg, **overrides) -> KnowledgeRetriever:
         base = dict(k=cfg.k, mmr=cfg.search == "mmr", fetch_k=cfg.fetch_k, lambda_mult=cfg.lambda_mult,
                     score_threshold=cfg.score_threshold, lexical_weight=cfg.lexical_weight)
         base.update({k: v for k, v in overrides.items() if v is not None})

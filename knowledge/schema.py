@@ -9,12 +9,12 @@ a code may belong to at most one entry per ontology.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from enum import Enum
-from typing import Iterable
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from merl.config import ConfigError
+from merl.core.config import ConfigError
 
 ONTOLOGIES: tuple[str, ...] = ("ptbxl_superclass", "ptbxl_subclass", "scp", "cpsc", "csn", "snomed")
 
@@ -103,7 +103,7 @@ class KnowledgeBaseError(ConfigError):
 def check_entries(entries: list[KnowledgeEntry], origin: dict[str, str] | None = None) -> None:
     """Unique ids, no dangling ``related``/``differential`` ids, each code in one entry per ontology."""
     origin = origin or {}
-    where = lambda eid: f"{eid} ({origin[eid]})" if eid in origin else eid  # noqa: E731
+    where = lambda eid: f"{eid} ({origin[eid]})" if eid in origin else eid
     problems: list[str] = []
     seen: dict[str, int] = defaultdict(int)
     for e in entries:

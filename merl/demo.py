@@ -19,9 +19,8 @@ from pathlib import Path
 
 from pydantic import Field
 
-from evaluation.tasks import TASKS
-from merl.config import StrictModel
-
+from merl.core.config import StrictModel
+from merl.core.tasks import TASKS
 
 
 class DemoConfig(StrictModel):
@@ -98,7 +97,7 @@ def plan(cfg: DemoConfig, out: Path) -> list[Step]:
 
 def merge_prompts(prompts_dir: Path) -> Path:
     """{task: {label: prompt}} from the per-task files, the shape evaluation reads."""
-    from merl.io import atomic_write_text
+    from merl.core.io import atomic_write_text
 
     merged = {t: json.loads((prompts_dir / f"{t}.json").read_text()) for t in TASKS}
     path = prompts_dir / "all.json"

@@ -27,7 +27,7 @@ def shared_dir() -> Path:
 @pytest.fixture(scope="session")
 def ray_local():
     """One embedded 2-CPU Ray cluster per test process."""
-    from cluster.local import ensure_ray
+    from merl.core.raysession import ensure_ray
 
     ray = ensure_ray(num_cpus=2)
     yield ray

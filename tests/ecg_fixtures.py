@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import wfdb
 
-from training.data.schema import LEADS
+from merl.training.data.schema import LEADS
 
 MIMIC_ORDER = ["I", "II", "III", "aVR", "aVF", "aVL", "V1", "V2", "V3", "V4", "V5", "V6"]
 PTBXL_NAMES = ["I", "II", "III", "AVR", "AVL", "AVF", "V1", "V2", "V3", "V4", "V5", "V6"]

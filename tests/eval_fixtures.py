@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-from training.data.manifest import Manifest, ShardInfo, write_manifest
-from training.data.schema import TARGET_FS, TARGET_SAMPLES, CanonicalRecord, rows_to_table
+from merl.training.data.manifest import Manifest, ShardInfo, write_manifest
+from merl.training.data.schema import TARGET_FS, TARGET_SAMPLES, CanonicalRecord, rows_to_table
 
 # (labels, frequency in Hz of the dominant sinusoid, report): easily told-apart groups.
 PTBXL_GROUPS = [
@@ -35,6 +35,12 @@ def write_shards(root: Path, n_per_split=(12, 6, 6), dataset: str = "synthetic-t
     table = rows_to_table(rows)
     pq.write_table(table, root / "part-00000.parquet")
     by_split = {s: sum(r["split"] == s for r in rows) for s in ("train", "val", "test")}
-    write_manifest(root, Manifest(dataset=dataset, config=config or {}, shards=[ShardInfo(file="part-00000.parquet", rows=len(rows),
-                                                                     sha256="-", splits=by_split)]))
+    write_manifest(
+        root,
+        Manifest(
+            dataset=dataset,
+            config=config or {},
+            shards=[ShardInfo(file="part-00000.parquet", rows=len(rows), sha256="-", splits=by_split)],
+        ),
+    )
     return root

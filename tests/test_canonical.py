@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from ecg_fixtures import MIMIC_ORDER, canonical_signal, reorder
-from merl.config import ConfigError, validate
-from training.data.canonical import CanonConfig, canonicalize, repair_nonfinite, select_leads
-from training.data.readers import RawSignal, RecordError
-from training.data.schema import LEADS
+
+from merl.core.config import ConfigError, validate
+from merl.training.data.canonical import CanonConfig, canonicalize, repair_nonfinite, select_leads
+from merl.training.data.readers import RawSignal, RecordError
+from merl.training.data.schema import LEADS
 
 
 def test_select_leads_by_name_case_insensitive_drops_extras():

@@ -7,16 +7,21 @@ import json
 
 import pytest
 import torch
+from test_train_pipeline import make_ecg_shards
 from typer.testing import CliRunner
 
-from test_train_pipeline import make_ecg_shards
-from training.checkpoint import (
-    CorruptCheckpoint, TrainState, list_checkpoints, load_checkpoint, load_latest_valid, verify_checkpoint,
+from merl.training.checkpoint import (
+    CorruptCheckpoint,
+    TrainState,
+    list_checkpoints,
+    load_checkpoint,
+    load_latest_valid,
+    verify_checkpoint,
     write_checkpoint,
 )
-from training.config import TrainConfig
-from training.loop import build_optimizer
-from training.model import build_model
+from merl.training.config import TrainConfig
+from merl.training.loop import build_optimizer
+from merl.training.model import build_model
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +78,7 @@ def test_truncated_checkpoint_detected_and_previous_used(tmp_path, tiny):
 
 def test_export_bundle_and_classify(tmp_path, tiny):
     from merl.cli import app
-    from training.export import export_checkpoint, load_bundle
+    from merl.training.export import export_checkpoint, load_bundle
 
     d = save(tmp_path, 3, tiny)
     out = export_checkpoint(d, tmp_path / "bundle")

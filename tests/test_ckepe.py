@@ -10,12 +10,12 @@ import yaml
 from langchain_core.language_models.fake_chat_models import FakeListChatModel
 from typer.testing import CliRunner
 
-from knowledge.ckepe import build_ckepe_chain, generate_prompts, ground
-from knowledge.config import KnowledgeConfig
-from knowledge.index import KnowledgeIndex
-from knowledge.retriever import KnowledgeRetriever
 from merl.cli import app
-from merl.config import ConfigError
+from merl.core.config import ConfigError
+from merl.knowledge.ckepe import build_ckepe_chain, generate_prompts, ground
+from merl.knowledge.config import KnowledgeConfig
+from merl.knowledge.index import KnowledgeIndex
+from merl.knowledge.retriever import KnowledgeRetriever
 
 pytestmark = pytest.mark.xdist_group("ckepe")
 
@@ -198,8 +198,8 @@ def test_llm_spec_errors_are_clear(built, tmp_path):
 def test_missing_llm_integration_is_a_clear_error():
     import importlib.util
 
-    from knowledge.config import LLMConfig
-    from knowledge.llm import make_chat_model
+    from merl.knowledge.config import LLMConfig
+    from merl.knowledge.llm import make_chat_model
 
     if importlib.util.find_spec("langchain_openai") is not None:
         pytest.skip("langchain-openai is installed here")
@@ -209,7 +209,7 @@ def test_missing_llm_integration_is_a_clear_error():
 
 @pytest.mark.parametrize("kind", ["hnsw", "ivf"])
 def test_approximate_index_layouts_round_trip(built, tmp_path, kind):
-    from knowledge.config import IndexConfig
+    from merl.knowledge.config import IndexConfig
 
     _, _, flat = built
     docs = flat.documents()

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from cluster.config import ClusterConfig, load_cluster_config
-from cluster.local import ClusterUnreachable, ensure_ray
-from merl.config import ConfigError
+from merl.cluster.config import ClusterConfig, load_cluster_config
+from merl.core.config import ConfigError
+from merl.core.raysession import ClusterUnreachable, ensure_ray
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -47,7 +47,7 @@ def test_cli_reports_unreachable_cluster_cleanly():
 @pytest.mark.slow
 def test_job_submission_round_trip(tmp_path):
     """`merl cluster up` -> submit a job that runs Ray work -> SUCCEEDED with its output."""
-    from cluster import head, jobs
+    from merl.cluster import head, jobs
 
     tmp = tempfile.mkdtemp(prefix="mr", dir="/tmp")  # short: Ray's socket paths have a length limit
     port, dash = _free_port(), _free_port()
@@ -90,5 +90,12 @@ def test_ray_config_address_is_the_default(tmp_path, monkeypatch):
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     (tmp_path / "ray_config.yaml").write_text("address: 127.0.0.1:9\n")
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(ClusterUnreachable, match="127.0.0.1:9"):
-        ensure_ray()
+    from merl.cluster.config import apply_cluster_defaults
+    from merl.core.raysession import set_defaults
+
+    apply_cluster_defaults()
+    try:
+        with pytest.raises(ClusterUnreachable, match="127.0.0.1:9"):
+            ensure_ray()
+    finally:
+        set_defaults()

@@ -7,7 +7,7 @@ from typing import Literal
 import pytest
 from pydantic import Field
 
-from merl.config import ConfigError, StrictModel, apply_overrides, load_config
+from merl.core.config import ConfigError, StrictModel, apply_overrides, load_config
 
 
 class Optim(StrictModel):

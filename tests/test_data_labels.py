@@ -6,10 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from merl.config import ConfigError
-from training.data.labels import SnomedMap, cpsc_labels, parse_dx, parse_scp_codes
-from training.data.reports import clean_mimic_report
-from training.data.splits import load_split_csv, seeded_split
+from merl.core.config import ConfigError
+from merl.training.data.labels import SnomedMap, cpsc_labels, parse_dx, parse_scp_codes
+from merl.training.data.reports import clean_mimic_report
+from merl.training.data.splits import load_split_csv, seeded_split
 
 
 def test_clean_mimic_report():

@@ -6,8 +6,8 @@ import pytest
 from typer.testing import CliRunner
 
 from merl.cli import app
+from merl.core.tasks import TASKS
 from merl.demo import DemoConfig, merge_prompts, plan
-from evaluation.tasks import TASKS
 
 
 @pytest.fixture(scope="module")

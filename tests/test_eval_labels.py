@@ -8,8 +8,8 @@ import csv
 import numpy as np
 import pytest
 
-from evaluation.labels import kept_labels, label_matrix, ptbxl_statements, record_labels
-from evaluation.tasks import TASKS
+from merl.core.tasks import TASKS
+from merl.evaluation.labels import kept_labels, label_matrix, ptbxl_statements, record_labels
 
 # ecg_id -> hand-checked labels against ptbxl_scp_statements.csv (likelihoods ignored).
 EXPECTED = {

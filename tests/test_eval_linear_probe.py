@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from evaluation.linear_probe import probe, subsample_indices
+from merl.evaluation.linear_probe import probe, subsample_indices
 
 
 def test_subsample_sizes_exact_and_seeded():

@@ -7,24 +7,24 @@ import math
 
 import numpy as np
 import pytest
-
-from evaluation.report import EvalReport, write_report
-from evaluation.zeroshot import evaluate_zeroshot, is_synthetic, resolve_prompts, split_labels
-from evaluation.tasks import TASKS
 from eval_fixtures import write_shards
+
+from merl.core.tasks import TASKS
+from merl.evaluation.report import EvalReport, write_report
+from merl.evaluation.zeroshot import evaluate_zeroshot, is_synthetic, resolve_prompts, split_labels
 
 torch = pytest.importorskip("torch")
 
-from training.config import ModelConfig  # noqa: E402
+from merl.training.config import ModelConfig  # noqa: E402
 
 TINY = ModelConfig(ecg_encoder="resnet18", width=8, proj_dim=32, proj_hidden=32)
 
 
 @pytest.fixture(scope="module")
 def tiny_model():
-    from training.config import DataConfig
-    from training.model.registry import build_model
-    from training.model.text import load_tokenizer
+    from merl.core.textmodel import load_tokenizer
+    from merl.training.data.config import DataConfig
+    from merl.training.model.registry import build_model
 
     torch.manual_seed(0)
     model = build_model(TINY)
@@ -77,8 +77,8 @@ def test_zeroshot_end_to_end_and_report(tiny_model, shards, tmp_path):
     assert math.isfinite(res.macro_auc)
 
     # Scores are aligned with records: recompute one row straight from the model.
-    from evaluation.embed import embed_texts, iter_signal_batches
-    from training.data.transforms import decode_batch, prepare_ecg_batch
+    from merl.evaluation.embed import embed_texts, iter_signal_batches
+    from merl.training.data.transforms import decode_batch, prepare_ecg_batch
 
     batch = next(iter_signal_batches(shards, "val", ids=["ptbxl:val002"])).to_pydict()
     x = torch.from_numpy(prepare_ecg_batch(decode_batch(batch), 500, data_cfg))
@@ -103,8 +103,8 @@ def test_cli_evaluate_bundle_with_linear_probe(tiny_model, shards, tmp_path):
     from typer.testing import CliRunner
 
     from merl.cli import app
-    from training.config import TrainConfig
-    from training.export import save_bundle
+    from merl.training.config import TrainConfig
+    from merl.training.export import save_bundle
 
     model, _, data_cfg = tiny_model
     bundle = save_bundle(model, TrainConfig(model=TINY, data=data_cfg), tmp_path / "bundle")

@@ -6,14 +6,14 @@ import json
 
 import numpy as np
 import pytest
-
 from ecg_fixtures import canonical_signal, csn_layout
-from training.data.inspect import find_record, plot_record, summarize
-from training.data.manifest import QUARANTINE_NAME, Counts, Manifest, ShardInfo, write_manifest
-from training.data.plot import plot_ecg_grid
-from training.data.prepare import PrepareConfig, process_records
-from training.data.readers import make_reader
-from training.data.shards import write_shard
+
+from merl.training.data.inspect import find_record, plot_record, summarize
+from merl.training.data.manifest import QUARANTINE_NAME, Counts, Manifest, ShardInfo, write_manifest
+from merl.training.data.plot import plot_ecg_grid
+from merl.training.data.prepare import PrepareConfig, process_records
+from merl.training.data.readers import make_reader
+from merl.training.data.shards import write_shard
 
 
 def test_summarize_find_and_plot(tmp_path):

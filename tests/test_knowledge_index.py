@@ -9,10 +9,10 @@ import faiss
 import pytest
 from typer.testing import CliRunner
 
-from knowledge.config import KnowledgeConfig
-from knowledge.index import KnowledgeIndex, build_index, metadata_filter
-from knowledge.kb import load_entries
-from knowledge.retriever import KnowledgeRetriever
+from merl.knowledge.config import KnowledgeConfig
+from merl.knowledge.index import KnowledgeIndex, build_index, metadata_filter
+from merl.knowledge.kb import load_entries
+from merl.knowledge.retriever import KnowledgeRetriever
 
 pytestmark = pytest.mark.xdist_group("knowledge_index")
 
@@ -69,7 +69,7 @@ def test_failed_save_leaves_previous_index(saved_index, tmp_path, monkeypatch):
     target = tmp_path / "idx"
     index.save(target)
     before = sorted((p.name, p.read_bytes()) for p in target.iterdir())
-    import knowledge.index as mod
+    import merl.knowledge.index as mod
 
     def boom(_path):
         raise OSError("disk full (simulated)")
@@ -89,7 +89,7 @@ def test_load_rejects_tampered_files(saved_index, tmp_path):
     index.save(target)
     with open(target / "docstore.jsonl", "a") as fh:
         fh.write("\n")
-    from merl.config import ConfigError
+    from merl.core.config import ConfigError
 
     with pytest.raises(ConfigError, match="checksum"):
         KnowledgeIndex.load(target, embeddings=index.embeddings)
@@ -146,7 +146,8 @@ def test_filters_and_threshold(saved_index, retriever):
 
 def test_mmr_returns_more_diverse_concepts(retriever):
     plain = retriever.model_copy(update={"k": 6, "lexical_weight": 0.0}).invoke("atrial fibrillation waves")
-    mmr = retriever.model_copy(update={"k": 6, "mmr": True, "lambda_mult": 0.3, "fetch_k": 40}).invoke("atrial fibrillation waves")
+    mmr_retriever = retriever.model_copy(update={"k": 6, "mmr": True, "lambda_mult": 0.3, "fetch_k": 40})
+    mmr = mmr_retriever.invoke("atrial fibrillation waves")
     assert len(mmr) == 6
     assert len(concepts(mmr)) > len(concepts(plain))
 
@@ -160,8 +161,21 @@ def test_cli_query_and_prompts_for_a_task(saved_index, tmp_path):
     assert res.exit_code == 0, res.output
     rows = json.loads(res.output)["results"]
     assert rows[0]["concept_id"] == "complete_lbbb" and len(rows) == 3
-    res = runner.invoke(app, ["knowledge", "query", "bundle branch", "--index", str(path), "--filter", "ontology=csn",
-                              "--category", "conduction", "--mmr"])
+    res = runner.invoke(
+        app,
+        [
+            "knowledge",
+            "query",
+            "bundle branch",
+            "--index",
+            str(path),
+            "--filter",
+            "ontology=csn",
+            "--category",
+            "conduction",
+            "--mmr",
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert "rank" in res.output
     out = tmp_path / "icbeb.json"

@@ -7,9 +7,9 @@ import copy
 import pytest
 import yaml
 
-from evaluation.tasks import TASKS
-from knowledge.kb import KnowledgeBase, UnknownLabelError, load_entries
-from knowledge.schema import KnowledgeBaseError, KnowledgeEntry
+from merl.core.tasks import TASKS
+from merl.knowledge.kb import KnowledgeBase, UnknownLabelError, load_entries
+from merl.knowledge.schema import KnowledgeBaseError, KnowledgeEntry
 
 LBBB = {
     "id": "complete_lbbb",
@@ -68,7 +68,9 @@ def test_category_must_match_file(tmp_path):
 
 
 def test_dangling_related_id(tmp_path):
-    with pytest.raises(KnowledgeBaseError, match="complete_lbbb \\(conduction.yaml\\): related id 'complete_rbbb' does not exist"):
+    with pytest.raises(
+        KnowledgeBaseError, match="complete_lbbb \\(conduction.yaml\\): related id 'complete_rbbb' does not exist"
+    ):
         load_entries(write_entries(tmp_path, [LBBB]))
 
 

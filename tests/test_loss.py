@@ -7,7 +7,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from training.loss import MERLLoss, clip_loss, retrieval_accuracy, topk_accuracy
+from merl.training.loss import MERLLoss, clip_loss, retrieval_accuracy, topk_accuracy
 
 
 def direct_clip(a, b, t):

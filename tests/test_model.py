@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from training.config import LossConfig, ModelConfig
-from training.loss import MERLLoss
-from training.model import build_model
-from training.model.registry import build_ecg_encoder
-from training.model.text import load_tokenizer
+from merl.core.textmodel import load_tokenizer
+from merl.training.config import LossConfig, ModelConfig
+from merl.training.loss import MERLLoss
+from merl.training.model import build_model
+from merl.training.model.registry import build_ecg_encoder
 
 
 @pytest.mark.parametrize("name,width", [("resnet18", 8), ("resnet34", 8), ("resnet50", 8), ("resnet101", 8), ("vit_tiny", 0)])

@@ -7,16 +7,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from ecg_fixtures import MIMIC_ORDER, canonical_signal, cpsc_mat_layout, mimic_layout, reorder, write_wfdb
 from typer.testing import CliRunner
 
-from ecg_fixtures import MIMIC_ORDER, canonical_signal, cpsc_mat_layout, mimic_layout, reorder, write_wfdb
-from merl.config import ConfigError, load_config
-from merl.io import sha256_file
-from training.data.manifest import read_manifest
-from training.data.prepare import PrepareConfig, assign_splits, prepare, process_records
-from training.data.readers import make_reader
-from training.data.schema import LEADS, SHARD_SCHEMA, decode_signal
-from training.data.shards import read_shard
+from merl.core.config import ConfigError, load_config
+from merl.core.io import sha256_file
+from merl.training.data.manifest import read_manifest
+from merl.training.data.prepare import PrepareConfig, assign_splits, prepare, process_records
+from merl.training.data.readers import make_reader
+from merl.training.data.schema import LEADS, SHARD_SCHEMA, decode_signal
+from merl.training.data.shards import read_shard
 
 
 def _damage_mimic(root):
@@ -122,8 +122,9 @@ def test_split_csv_and_seeded_split(tmp_path):
 
 
 def test_invalid_config_names_the_field(tmp_path):
-    
-    assert load_config(PrepareConfig, Path(__file__).parents[1] / "configs" / "prepare.yaml") == PrepareConfig()  # the example lists the defaults
+
+    # the example lists the defaults
+    assert load_config(PrepareConfig, Path(__file__).parents[1] / "configs" / "prepare.yaml") == PrepareConfig()
     with pytest.raises(ConfigError, match="records_per_shard"):
         load_config(PrepareConfig, None, ["records_per_shard=0"])
     with pytest.raises(ConfigError, match=r"canonical\.crop"):
@@ -132,16 +133,33 @@ def test_invalid_config_names_the_field(tmp_path):
         load_config(PrepareConfig, None, ["record_per_shard=10"])
     from merl.cli import app
 
-    r = CliRunner().invoke(app, ["data", "prepare", "--dataset", "mimic", "--root", str(tmp_path), "--out",
-                                 str(tmp_path / "o"), "split.test_fraction=1.5"])
+    r = CliRunner().invoke(
+        app,
+        [
+            "data",
+            "prepare",
+            "--dataset",
+            "mimic",
+            "--root",
+            str(tmp_path),
+            "--out",
+            str(tmp_path / "o"),
+            "split.test_fraction=1.5",
+        ],
+    )
     assert isinstance(r.exception, ConfigError) and "split.test_fraction" in str(r.exception)
 
 
 # synth corruption kind -> the quarantine reason it must produce ("{d}" = the damaged lead)
 SYNTH_REASONS = {
-    "truncated_dat": "truncated signal file", "truncated_mat": "truncated signal file",
-    "missing_hea": "missing header file", "nan_lead": "all-NaN lead: {d}", "flat_lead": "flat lead: {d}",
-    "missing_lead": "missing leads: {d}", "empty_report": "empty report", "garbage_mat": "unreadable .mat",
+    "truncated_dat": "truncated signal file",
+    "truncated_mat": "truncated signal file",
+    "missing_hea": "missing header file",
+    "nan_lead": "all-NaN lead: {d}",
+    "flat_lead": "flat lead: {d}",
+    "missing_lead": "missing leads: {d}",
+    "empty_report": "empty report",
+    "garbage_mat": "unreadable .mat",
 }
 
 
@@ -149,7 +167,7 @@ SYNTH_REASONS = {
 @pytest.mark.xdist_group("ray")
 @pytest.mark.parametrize("layout", ["mimic", "ptbxl", "cpsc2018", "csn"])
 def test_prepare_synthetic_corpus_quarantines_exactly_the_damaged(tmp_path, ray_local, layout):
-    synth = pytest.importorskip("training.data.synth")
+    synth = pytest.importorskip("merl.training.data.synth")
     root = tmp_path / layout
     synth.synthesize(layout, root, 30, seed=1, corrupt_fraction=0.2, num_workers=1)
     plan = {r["id"]: r for r in json.loads((root / "corrupt.json").read_text())["records"]}
@@ -174,8 +192,21 @@ def test_unreachable_cluster_is_a_clear_error(tmp_path):
     import sys
 
     mimic_layout(tmp_path / "m", n=1)
-    cmd = [sys.executable, "-c", "from merl.cli import main; main()", "data", "prepare", "--dataset", "mimic",
-           "--root", str(tmp_path / "m"), "--out", str(tmp_path / "o"), "--address", "127.0.0.1:1"]
+    cmd = [
+        sys.executable,
+        "-c",
+        "from merl.cli import main; main()",
+        "data",
+        "prepare",
+        "--dataset",
+        "mimic",
+        "--root",
+        str(tmp_path / "m"),
+        "--out",
+        str(tmp_path / "o"),
+        "--address",
+        "127.0.0.1:1",
+    ]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "cannot reach the Ray cluster" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "o" / "manifest.json").exists()

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-
 from ecg_fixtures import PTBXL_NAMES, canonical_signal, cpsc_mat_layout, csn_layout, mimic_layout, ptbxl_layout, write_wfdb
-from training.data.canonical import canonicalize
-from training.data.readers import make_reader
+
+from merl.training.data.canonical import canonicalize
+from merl.training.data.readers import make_reader
 
 EXPECTED_MEANS = 0.1 * (np.arange(12) + 1)
 
@@ -113,7 +113,7 @@ def test_missing_root_files_are_clear_errors(tmp_path):
 
 
 def test_wrong_columns_are_layout_errors(tmp_path):
-    from merl.config import ConfigError
+    from merl.core.config import ConfigError
 
     ptbxl_layout(tmp_path, n=2)
     pd.read_csv(tmp_path / "ptbxl_database.csv").drop(columns=["strat_fold"]).to_csv(tmp_path / "ptbxl_database.csv", index=False)

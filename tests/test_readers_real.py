@@ -7,19 +7,19 @@ import pandas as pd
 import pytest
 import wfdb
 
-from training.data.canonical import CanonConfig, canonicalize
-from training.data.readers import RecordError, RecordRef, make_reader
-from training.data.readers.cpsc2018 import read_cpsc_mat
-from training.data.readers.ptbxl import refs_from_table
-from training.data.readers.wfdb_reader import read_wfdb
-from training.data.labels import load_scp_statements
-from training.data.schema import LEADS
+from merl.training.data.canonical import CanonConfig, canonicalize
+from merl.training.data.labels import load_scp_statements
+from merl.training.data.readers import RecordError, RecordRef, make_reader
+from merl.training.data.readers.cpsc2018 import read_cpsc_mat
+from merl.training.data.readers.ptbxl import refs_from_table
+from merl.training.data.readers.wfdb_reader import read_wfdb
+from merl.training.data.schema import LEADS
 
 pytestmark = pytest.mark.realdata
 
 
 def test_cinc2021_all_records(shared_dir, monkeypatch):
-    from training.data.readers import wfdb_reader
+    from merl.training.data.readers import wfdb_reader
 
     monkeypatch.setattr(wfdb_reader, "_read_with_wfdb", None)  # .mat 16x1+24: fast path only
     root = shared_dir / "real-ecg" / "cinc2021"
@@ -43,7 +43,7 @@ def test_cinc2021_all_records(shared_dir, monkeypatch):
 
 
 def test_ptb_s0010_lower_case_leads_two_files_1000hz(shared_dir, monkeypatch):
-    from training.data.readers import wfdb_reader
+    from merl.training.data.readers import wfdb_reader
 
     monkeypatch.setattr(wfdb_reader, "_read_with_wfdb", None)  # two format-16 files: fast path only
     path = shared_dir / "real-ecg" / "physionet-wfdb" / "s0010_re"
@@ -83,5 +83,7 @@ def test_cpsc2018_original_mat(shared_dir):
         data, age, sex = read_cpsc_mat(str(shared_dir / "real-ecg" / "cpsc2018" / f"{name}.mat"))
         assert data.shape[0] == 12 and data.shape[1] >= 3000 and sex in ("M", "F") and age is not None
         reader = make_reader("cpsc2018", "")
-        raw, ref = reader.read(RecordRef(id=name, source="cpsc2018", path=str(shared_dir / "real-ecg" / "cpsc2018" / f"{name}.mat")))
+        raw, ref = reader.read(
+            RecordRef(id=name, source="cpsc2018", path=str(shared_dir / "real-ecg" / "cpsc2018" / f"{name}.mat"))
+        )
         assert canonicalize(raw).shape == (12, 5000)

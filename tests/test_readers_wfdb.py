@@ -5,13 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import wfdb
-
 from ecg_fixtures import MIMIC_ORDER, PTBXL_NAMES, canonical_signal, write_cinc_mat, write_wfdb
-from training.data.readers import RecordError
-from training.data.readers.header import parse_header
-from training.data.readers import wfdb_reader
-from training.data.readers.wfdb_reader import read_wfdb
-from training.data.schema import LEADS
+
+from merl.training.data.readers import RecordError, wfdb_reader
+from merl.training.data.readers.header import parse_header
+from merl.training.data.readers.wfdb_reader import read_wfdb
+from merl.training.data.schema import LEADS
 
 
 @pytest.fixture

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from evaluation.tasks import CPSC_CLASSES, TASKS
-from training.data.synth import generate_record
-from training.data.synth import labels as L
-from training.data.synth.conditions import ALL_CONDITIONS, RHYTHMS, SINUS, compatible, sample_conditions
-from training.data.synth.tables import csn_snomed, scp_statements
+from merl.core.tasks import CPSC_CLASSES, TASKS
+from merl.training.data.synth import generate_record
+from merl.training.data.synth import labels as L
+from merl.training.data.synth.conditions import ALL_CONDITIONS, RHYTHMS, SINUS, compatible, sample_conditions
+from merl.training.data.synth.tables import csn_snomed, scp_statements
 
 IMPOSSIBLE = [{"afib", "avb1"}, {"afib", "aflutter"}, {"lbbb", "rbbb"}, {"wpw", "avb1"}, {"wpw", "mobitz1"},
               {"afib", "mobitz2"}, {"avb3", "avb1"}, {"paced", "lbbb"}, {"afib", "pac"}]

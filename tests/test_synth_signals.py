@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from wfdb import processing
 
-from training.data.synth import generate_record
+from merl.training.data.synth import generate_record
 
 FS = 500
 INDEPENDENT = [0, 1, 6, 7, 8, 9, 10, 11]  # I, II, V1..V6
@@ -87,7 +87,7 @@ def test_detected_heart_rate_matches_rate_class(conds, lo, hi):
 
 
 def test_rr_irregularity_separates_afib_sinus_arrhythmia_and_sinus():
-    cv = lambda rr: float(np.std(rr) / np.mean(rr))  # noqa: E731
+    cv = lambda rr: float(np.std(rr) / np.mean(rr))
     af = [cv(rr_seconds(r.signal_mv)) for r in records(["afib"], n=4, seed=1)]
     sr = [cv(rr_seconds(r.signal_mv)) for r in records(["sinus_normal"], n=4, seed=1)]
     sa = [cv(rr_seconds(r.signal_mv)) for r in records(["sinus_arrhythmia"], n=4, seed=1)]

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from merl.config import ConfigError, load_config
-from training.config import TrainConfig
-from training.loop import deepspeed_config, lr_lambda
+from merl.core.config import ConfigError, load_config
+from merl.training.config import TrainConfig
+from merl.training.loop import deepspeed_config, lr_lambda
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -8,10 +8,10 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from training.config import DataConfig
-from training.data.manifest import Counts, Manifest, ShardInfo, write_manifest
-from training.data.schema import TARGET_FS, TARGET_SAMPLES, CanonicalRecord, rows_to_table
-from training.data.transforms import decode_batch, fit_length, normalize, prepare_ecg_batch, resample
+from merl.training.data.config import DataConfig
+from merl.training.data.manifest import Counts, Manifest, ShardInfo, write_manifest
+from merl.training.data.schema import TARGET_FS, TARGET_SAMPLES, CanonicalRecord, rows_to_table
+from merl.training.data.transforms import decode_batch, fit_length, normalize, prepare_ecg_batch, resample
 
 CLASSES = {  # (beat frequency Hz, lead gain pattern seed, report)
     "NORM": (1.2, 0, "sinus rhythm. normal ecg."),
@@ -52,7 +52,7 @@ def make_ecg_shards(root: Path, n_train: int = 96, n_val: int = 32, per_shard: i
         splits: dict[str, int] = {}
         for r in part:
             splits[r["split"]] = splits.get(r["split"], 0) + 1
-        from merl.io import sha256_file
+        from merl.core.io import sha256_file
 
         shards.append(ShardInfo(file=name, rows=len(part), sha256=sha256_file(root / name), splits=splits))
     write_manifest(root, Manifest(dataset="synthetic", shards=shards,
@@ -89,7 +89,7 @@ def test_prepare_ecg_batch_from_shard_rows(tmp_path):
 
 
 def test_preprocess_drops_other_splits_and_empty_reports_and_pads_dynamically(tmp_path):
-    from training.data.loader import Collate, pad_id_for, preprocess_batch
+    from merl.training.data.loader import Collate, pad_id_for, preprocess_batch
 
     root = make_ecg_shards(tmp_path / "shards", n_train=6, n_val=2, per_shard=8)
     batch = pq.read_table(root / "shard-00000.parquet").to_pydict()

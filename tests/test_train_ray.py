@@ -10,10 +10,10 @@ import json
 from pathlib import Path
 
 import pytest
-
 from test_train_pipeline import make_ecg_shards
-from training.checkpoint import list_checkpoints, load_checkpoint
-from training.config import TrainConfig
+
+from merl.training.checkpoint import list_checkpoints, load_checkpoint
+from merl.training.config import TrainConfig
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ray_train")]  # one worker, one Ray cluster
 
@@ -41,7 +41,7 @@ def rows(run_dir: Path, phase: str) -> list[dict]:
 
 
 def test_deepspeed_zero2_two_workers_learns(ray_local, shards, tmp_path):
-    from training.trainer import fit
+    from merl.training.trainer import fit
 
     cfg = tiny_cfg(shards, tmp_path, train={"backend": "deepspeed", "zero_stage": 2, "max_steps": 48, "log_every": 2},
                    optim={"lr": 2e-3})
@@ -63,7 +63,7 @@ def _adam_steps(opt_state: dict) -> set[int]:
 
 
 def test_stopped_run_resumes_with_step_optimizer_and_lr(ray_local, shards, tmp_path):
-    from training.trainer import fit
+    from merl.training.trainer import fit
 
     cfg = tiny_cfg(shards, tmp_path, train={"max_steps": 4, "epochs": 5}, optim={"T_0": 6})
     fit(cfg, name="resume")
@@ -81,7 +81,7 @@ def test_stopped_run_resumes_with_step_optimizer_and_lr(ray_local, shards, tmp_p
 
 
 def test_killed_worker_recovers_from_checkpoint(ray_local, shards, tmp_path):
-    from training.trainer import fit
+    from merl.training.trainer import fit
 
     marker = tmp_path / "crashed.txt"
     cfg = tiny_cfg(shards, tmp_path, train={"backend": "deepspeed", "zero_stage": 2, "max_steps": 7, "epochs": 5},

@@ -6,10 +6,10 @@ import math
 
 import pytest
 import yaml
-
 from eval_fixtures import write_shards
-from merl.config import ConfigError
-from training.tune import check_search, load_tune_config
+
+from merl.core.config import ConfigError
+from merl.training.tune import check_search, load_tune_config
 
 
 def _base(tmp_path, shards, tasks=("ptbxl_super_class",)):
@@ -56,9 +56,9 @@ def test_config_errors(tmp_path):
 
 @pytest.mark.slow
 def test_tiny_tune_two_trials(tmp_path, ray_local):
-    from merl.config import load_config
-    from training.config import TrainConfig
-    from training.tune import run_tune
+    from merl.core.config import load_config
+    from merl.training.config import TrainConfig
+    from merl.training.tune import run_tune
 
     shards = str(write_shards(tmp_path / "shards", n_per_split=(8, 6, 3)))
     cfg = load_tune_config(_tune_yaml(tmp_path, _base(tmp_path, shards)))

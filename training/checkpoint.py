@@ -32,7 +32,7 @@ from typing import Any
 
 import torch
 
-from merl.io import atomic_write_bytes, atomic_write_text, sha256_file
+from merl.core.io import atomic_write_bytes, atomic_write_text, sha256_file
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,8 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from merl.config import StrictModel
+from merl.core.config import StrictModel
+from merl.training.data.config import DataConfig
 
 
 class ModelConfig(StrictModel):
@@ -21,18 +22,6 @@ class ModelConfig(StrictModel):
     proj_dim: int = Field(256, ge=8, description="shared embedding size")
     proj_hidden: int = Field(256, ge=8, description="hidden size of the projection MLPs")
     dropout: float = Field(0.1, ge=0.0, lt=1.0, description="dropout producing the two uni-modal ECG views")
-
-
-class DataConfig(StrictModel):
-    train_shards: str = Field("data/shards", description="shard folder with manifest.json (local path)")
-    train_split: str = "train"
-    val_split: str = Field("val", description="manifest split used for validation ('' = none)")
-    fs: int = Field(100, ge=50, le=1000, description="model sampling rate (paper: 500)")
-    n_samples: int = Field(1000, ge=64, description="samples per lead fed to the model (paper: 5000)")
-    normalize: Literal["minmax", "zscore"] = Field("minmax", description="per-record, per-lead")
-    max_text_tokens: int = Field(128, ge=8, le=512)
-    batch_size: int = Field(16, ge=2, description="per worker")
-    prefetch: int = Field(2, ge=0, description="batches prefetched by the Ray Data iterator")
 
 
 class LossConfig(StrictModel):
@@ -63,7 +52,9 @@ class RunConfigSection(StrictModel):
     zero_stage: int = Field(2, ge=0, le=3, description="DeepSpeed ZeRO stage")
     bf16: Literal["auto", "on", "off"] = Field("auto", description="auto = bf16 on GPU only")
     log_every: int = Field(10, ge=1, description="progress line every N steps")
-    cpus_per_worker: float = Field(0.5, gt=0.0, description="CPUs reserved per worker; leave some free for the Ray Data tasks feeding them")
+    cpus_per_worker: float = Field(
+        0.5, gt=0.0, description="CPUs reserved per worker; leave some free for the Ray Data tasks feeding them"
+    )
 
 
 class CheckpointSection(StrictModel):
@@ -81,7 +72,7 @@ class EvalSection(StrictModel):
     batch_size: int = Field(64, ge=1)
 
     @model_validator(mode="after")
-    def _shards_for_tasks(self) -> "EvalSection":
+    def _shards_for_tasks(self) -> EvalSection:
         missing = [t for t in self.tasks if t not in self.shards]
         if missing:
             raise ValueError(f"eval.shards has no shard folder for task(s) {missing}")
@@ -98,7 +89,7 @@ class TrainConfig(StrictModel):
     eval: EvalSection = Field(default_factory=EvalSection)
 
     @model_validator(mode="after")
-    def _backend_limits(self) -> "TrainConfig":
+    def _backend_limits(self) -> TrainConfig:
         if self.train.backend == "deepspeed" and self.train.zero_stage == 3:
             raise ValueError(
                 "train.zero_stage=3 is not supported: checkpoints gather full weights on rank 0, "

@@ -15,8 +15,8 @@ from typing import Any
 
 import torch
 
-from merl.io import atomic_write_text
-from training.config import TrainConfig
+from merl.core.io import atomic_write_text
+from merl.training.config import TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +36,7 @@ def save_bundle(model: torch.nn.Module, cfg: TrainConfig, out_dir: str | Path) -
     """Write an inference bundle for ``model`` (a :class:`MERLModel`) trained with ``cfg``."""
     from safetensors.torch import save_file
 
-    from merl.textmodel import resolve_text_model
-    from training.model.text import load_tokenizer
+    from merl.core.textmodel import load_tokenizer, resolve_text_model
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -58,9 +57,9 @@ def save_bundle(model: torch.nn.Module, cfg: TrainConfig, out_dir: str | Path) -
 
 
 def export_checkpoint(checkpoint_dir: str | Path, out_dir: str | Path) -> Path:
-    """Training checkpoint (see :mod:`training.checkpoint`) -> inference bundle."""
-    from training.checkpoint import load_checkpoint
-    from training.model import build_model
+    """Training checkpoint (see :mod:`merl.training.checkpoint`) -> inference bundle."""
+    from merl.training.checkpoint import load_checkpoint
+    from merl.training.model import build_model
 
     ckpt = load_checkpoint(checkpoint_dir)
     if ckpt.config is None:
@@ -76,7 +75,7 @@ def load_bundle(path: str | Path, device: str = "cpu") -> Bundle:
     from safetensors.torch import load_file
     from transformers import AutoTokenizer
 
-    from training.model import build_model
+    from merl.training.model import build_model
 
     root = Path(path)
     if not (root / CONFIG).is_file() or not (root / WEIGHTS).is_file():

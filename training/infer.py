@@ -6,16 +6,16 @@ ingestion readers) or a prepared shard folder (every split).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 import numpy as np
 import torch
 
-from training.data.schema import TARGET_FS
-from training.data.transforms import prepare_ecg_batch
-from training.export import Bundle
-from training.loss import MAX_LOGIT_SCALE
+from merl.training.data.schema import TARGET_FS
+from merl.training.data.transforms import prepare_ecg_batch
+from merl.training.export import Bundle
+from merl.training.loss import MAX_LOGIT_SCALE
 
 
 def load_inputs(path: str | Path) -> tuple[list[str], np.ndarray, int]:
@@ -24,8 +24,8 @@ def load_inputs(path: str | Path) -> tuple[list[str], np.ndarray, int]:
     if p.is_dir():
         import pyarrow.parquet as pq
 
-        from training.data.manifest import read_manifest
-        from training.data.transforms import batch_fs, decode_batch
+        from merl.training.data.manifest import read_manifest
+        from merl.training.data.transforms import batch_fs, decode_batch
 
         ids, sigs, fs = [], [], TARGET_FS
         for shard in read_manifest(p).shard_paths(p):
@@ -37,8 +37,8 @@ def load_inputs(path: str | Path) -> tuple[list[str], np.ndarray, int]:
     record = p.with_suffix("") if p.suffix in (".hea", ".dat") else p
     if not record.with_suffix(".hea").is_file():
         raise FileNotFoundError(f"{path}: neither a shard folder (with manifest.json) nor a WFDB record (.hea)")
-    from training.data.canonical import canonicalize
-    from training.data.readers.wfdb_reader import read_wfdb
+    from merl.training.data.canonical import canonicalize
+    from merl.training.data.readers.wfdb_reader import read_wfdb
 
     sig = canonicalize(read_wfdb(record))
     return [record.name], sig[None].astype(np.float32), TARGET_FS

@@ -22,12 +22,12 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from training.checkpoint import LoadedCheckpoint, TrainState, list_checkpoints, load_latest_valid, write_checkpoint
-from training.config import TrainConfig
-from training.data.loader import Collate, pad_id_for
-from training.loss import MAX_LOGIT_SCALE, MERLLoss, clip_loss, retrieval_accuracy
-from training.metrics_log import MetricsLogger
-from training.model import build_model
+from merl.training.checkpoint import LoadedCheckpoint, TrainState, list_checkpoints, load_latest_valid, write_checkpoint
+from merl.training.config import TrainConfig
+from merl.training.data.loader import Collate, pad_id_for
+from merl.training.loss import MAX_LOGIT_SCALE, MERLLoss, clip_loss, retrieval_accuracy
+from merl.training.metrics_log import MetricsLogger
+from merl.training.model import build_model
 
 log = logging.getLogger("merl.train")
 
@@ -245,9 +245,8 @@ def zeroshot_validation(module, cfg: TrainConfig, device) -> dict[str, float]:
         return {}
     value = None
     if not dist.is_initialized() or dist.get_rank() == 0:
-        from evaluation.zeroshot import evaluate_zeroshot
-
-        from training.data.loader import _tokenizer
+        from merl.evaluation.zeroshot import evaluate_zeroshot
+        from merl.training.data.loader import _tokenizer
 
         prompts = json.loads(Path(cfg.eval.prompts).read_text()) if cfg.eval.prompts else None
         module.eval()

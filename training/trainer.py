@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from training.config import TrainConfig
+from merl.training.config import TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ def run_dir_for(storage_path: str, name: str) -> str:
 def with_absolute_paths(cfg: TrainConfig) -> TrainConfig:
     """Workers run in Ray's own working directories: make every local path absolute, and
     check the inputs exist now, on the driver, rather than after an epoch on the workers."""
-    from training.data.manifest import read_manifest
+    from merl.training.data.manifest import read_manifest
 
     def absolute(p: str) -> str:
         return p if "://" in p else str(Path(p).expanduser().resolve())
@@ -53,8 +53,8 @@ def build_trainer(cfg: TrainConfig, *, storage_path: str | None = None, name: st
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
-    from training.data.loader import split_datasets
-    from training.loop import SCORE, train_loop_per_worker
+    from merl.training.data.loader import split_datasets
+    from merl.training.loop import SCORE, train_loop_per_worker
 
     storage = resolve_storage(storage_path or cfg.checkpoint.storage_path)
     return TorchTrainer(
@@ -73,7 +73,7 @@ def build_trainer(cfg: TrainConfig, *, storage_path: str | None = None, name: st
                                                checkpoint_score_order="max"),
             callbacks=extra_callbacks or None,
         ),
-        datasets=split_datasets(cfg.data, cfg.model),
+        datasets=split_datasets(cfg.data, cfg.model.text_model),
     )
 
 
@@ -86,8 +86,8 @@ def fit(cfg: TrainConfig, *, storage_path: str | None = None, name: str = "merl-
     ``<storage_path>/<name>``. ``resume=False`` never continues an existing run: a fresh
     name with a timestamp suffix is used instead.
     """
-    from cluster.local import ensure_ray
-    from training.data.manifest import read_manifest
+    from merl.core.raysession import ensure_ray
+    from merl.training.data.manifest import read_manifest
 
     read_manifest(cfg.data.train_shards)  # a missing/unprepared shard folder fails before Ray starts
     storage = resolve_storage(storage_path or cfg.checkpoint.storage_path)

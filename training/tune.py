@@ -1,7 +1,7 @@
 """Hyperparameter search with Ray Tune over pretraining runs, scored by zero-shot validation AUC.
 
 Ray Train V2 composes with Tune by nesting: each Tune trial is a small *driver* function
-that builds a ``TorchTrainer`` (through :func:`training.trainer.fit`) with the trial's
+that builds a ``TorchTrainer`` (through :func:`merl.training.trainer.fit`) with the trial's
 hyperparameters and runs it; a ``TuneReportCallback`` on the Train run forwards the
 workers' reports to Tune. ASHA stops weak trials early, which ends their Train runs.
 
@@ -9,7 +9,7 @@ The train loop reports ``val_zeroshot_auc`` once per epoch (when ``eval.tasks`` 
 and may also report mid-epoch checkpoints without it; only the reports that carry the
 search metric are forwarded, so one Tune iteration = one validation.
 
-Search space (``configs/tune.yaml``): dotted :class:`~training.config.TrainConfig` keys ->
+Search space (``configs/tune.yaml``): dotted :class:`~merl.training.config.TrainConfig` keys ->
 distributions, e.g. ``loss.temperature: {type: loguniform, low: 0.03, high: 0.3}``.
 """
 
@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from merl.config import ConfigError, StrictModel, apply_overrides, read_yaml, validate
+from merl.core.config import ConfigError, StrictModel, apply_overrides, read_yaml, validate
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ class Distribution(StrictModel):
     values: list[Any] | None = None
 
     @model_validator(mode="after")
-    def _bounds(self) -> "Distribution":
+    def _bounds(self) -> Distribution:
         if self.type == "choice":
             if not self.values:
                 raise ValueError("type 'choice' needs a non-empty 'values' list")
@@ -89,7 +89,7 @@ class TuneSearchConfig(StrictModel):
                                                       "(default <storage_path>/<name>/best_config.yaml)")
 
     @model_validator(mode="after")
-    def _nonempty(self) -> "TuneSearchConfig":
+    def _nonempty(self) -> TuneSearchConfig:
         if not self.search:
             raise ValueError("search is empty: give at least one 'key: {type: ..., ...}'")
         return self
@@ -106,7 +106,7 @@ def load_tune_config(path: str | Path | None, overrides: list[str] = ()) -> Tune
 
 def trial_train_config(base: dict[str, Any], params: dict[str, Any]):
     """The TrainConfig of one trial: the base config with the sampled ``params`` (dotted keys)."""
-    from training.config import TrainConfig
+    from merl.training.config import TrainConfig
 
     return validate(TrainConfig, apply_overrides(base, [f"{k}={_yaml_scalar(v)}" for k, v in params.items()]),
                     source="trial config")
@@ -172,7 +172,7 @@ def _trial(config: dict[str, Any], base: dict[str, Any], storage_path: str, metr
     """Tune function trainable: one Ray Train pretraining run with this trial's hyperparameters."""
     import ray.tune
 
-    from training.trainer import fit
+    from merl.training.trainer import fit
 
     cfg = trial_train_config(base, config["params"])
     trial = ray.tune.get_context().get_trial_id()
@@ -201,9 +201,9 @@ def run_tune(cfg: TuneSearchConfig, address: str | None = None, num_cpus: int | 
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
-    from cluster.local import ensure_ray
-    from merl.config import dump_config
-    from training.trainer import resolve_storage
+    from merl.core.config import dump_config
+    from merl.core.raysession import ensure_ray
+    from merl.training.trainer import resolve_storage
 
     base = check_search(cfg)
     base_cfg = trial_train_config(base, {})

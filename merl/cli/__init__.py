@@ -12,7 +12,7 @@ import sys
 
 import typer
 
-from merl.config import ConfigError
+from merl.core.config import ConfigError
 
 app = typer.Typer(
     name="merl",
@@ -48,6 +48,9 @@ def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug log
     )
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    from merl.cluster.config import apply_cluster_defaults
+
+    apply_cluster_defaults()
 
 
 _register()
@@ -55,7 +58,7 @@ _register()
 
 def main() -> None:
     """Entry point: user errors print one clear message and exit 2, never a traceback."""
-    from cluster.local import ClusterUnreachable
+    from merl.core.raysession import ClusterUnreachable
 
     try:
         app()

@@ -13,7 +13,7 @@ _CFG = typer.Option(None, "--config", "-c", help="Cluster config YAML (default: 
 
 
 def _load(config, overrides=()):
-    from cluster.config import load_cluster_config
+    from merl.cluster.config import load_cluster_config
 
     return load_cluster_config(config, list(overrides))
 
@@ -21,7 +21,7 @@ def _load(config, overrides=()):
 @app.command("up")
 def up(config: Optional[str] = _CFG) -> None:
     """Start a single-machine Ray head with the Jobs API (dashboard) for `merl cluster submit`."""
-    from cluster.head import up as start
+    from merl.cluster.head import up as start
 
     cfg = _load(config)
     start(cfg.local)
@@ -31,7 +31,7 @@ def up(config: Optional[str] = _CFG) -> None:
 @app.command("down")
 def down(config: Optional[str] = _CFG) -> None:
     """Stop the head started by `merl cluster up` (only its processes when local.temp_dir is set)."""
-    from cluster.head import down as stop
+    from merl.cluster.head import down as stop
 
     typer.echo(stop(_load(config).local.temp_dir).strip() or "stopped")
 
@@ -48,7 +48,7 @@ def submit(
     """Submit a command to the cluster, e.g. `merl cluster submit -- merl train --config configs/pretrain_paper.yaml`.
 
     The project folder travels as the job's working_dir (excludes from ray_config.yaml)."""
-    from cluster import jobs
+    from merl.cluster import jobs
 
     entry = " ".join(ctx.args)
     if not entry:
@@ -74,7 +74,7 @@ def status(
     from rich.console import Console
     from rich.table import Table
 
-    from cluster import jobs
+    from merl.cluster import jobs
 
     cfg = _load(config)
     rows = [jobs.info(cfg.jobs.address, job)] if job else jobs.list_jobs(cfg.jobs.address)
@@ -87,7 +87,7 @@ def status(
 @app.command("logs")
 def logs(job: str = typer.Argument(..., help="Submission id."), config: Optional[str] = _CFG) -> None:
     """Print a job's driver logs."""
-    from cluster import jobs
+    from merl.cluster import jobs
 
     typer.echo(jobs.logs(_load(config).jobs.address, job))
 
@@ -95,6 +95,6 @@ def logs(job: str = typer.Argument(..., help="Submission id."), config: Optional
 @app.command("stop")
 def stop(job: str = typer.Argument(..., help="Submission id."), config: Optional[str] = _CFG) -> None:
     """Stop a running job."""
-    from cluster import jobs
+    from merl.cluster import jobs
 
     typer.echo("stopped" if jobs.stop(_load(config).jobs.address, job) else "not running")

@@ -12,12 +12,21 @@ TOP_LEVEL: list = []
 
 @app.command("prepare")
 def prepare_cmd(
-    dataset: str = typer.Option(..., "--dataset", "-d", help="Dataset layout: mimic, ptbxl, cpsc2018, csn or wfdb (any folder of WFDB records)."),
+    dataset: str = typer.Option(
+        ..., "--dataset", "-d", help="Dataset layout: mimic, ptbxl, cpsc2018, csn or wfdb (any folder of WFDB records)."
+    ),
     root: str = typer.Option(..., "--root", help="Dataset root folder, as published (see docs/data.md)."),
     out: str = typer.Option(..., "--out", help="Shard folder to write (Parquet shards + manifest.json + quarantine.jsonl)."),
-    address: str = typer.Option(None, "--address", help="Ray cluster address (auto, host:6379, ray://host:10001); default: embedded local cluster."),
+    address: str = typer.Option(
+        None, "--address", help="Ray cluster address (auto, host:6379, ray://host:10001); default: embedded local cluster."
+    ),
     config: str = typer.Option(None, "--config", "-c", help="YAML config (see configs/prepare.yaml)."),
-    split_csv: str = typer.Option(None, "--split-csv", help="Published split file with columns id,split; id = record id, source:id or record file name (overrides the seeded split)."),
+    split_csv: str = typer.Option(
+        None,
+        "--split-csv",
+        help="Published split file with columns id,split; id = record id, source:id or record file name "
+        "(overrides the seeded split).",
+    ),
     overrides: list[str] = typer.Argument(None, help="key=value overrides, e.g. records_per_shard=512 canonical.crop=centre"),
 ) -> None:
     """Ingest a dataset into canonical Parquet shards (12 leads by name, 500 Hz, 5000 samples) on Ray.
@@ -27,9 +36,9 @@ def prepare_cmd(
     from rich.console import Console
     from rich.table import Table
 
-    from merl.config import load_config
-    from training.data.prepare import PrepareConfig, prepare
-    from training.data.readers import DATASETS
+    from merl.core.config import load_config
+    from merl.training.data.prepare import PrepareConfig, prepare
+    from merl.training.data.readers import DATASETS
 
     if dataset not in DATASETS:
         raise typer.BadParameter(f"{dataset!r}; choose one of {', '.join(DATASETS)}", param_hint="--dataset")
@@ -46,9 +55,15 @@ def prepare_cmd(
     t.add_column("")
     t.add_column("value", justify="right")
     rate = c.records / res.seconds if res.seconds else 0.0
-    rows = [("records", c.records), ("quarantined", c.quarantined), *[(f"  {k}", v) for k, v in c.by_split.items()],
-            ("shards written", res.written), ("shards skipped (already done)", res.skipped),
-            ("seconds", f"{res.seconds:.1f}"), ("records/s", f"{rate:.0f}")]
+    rows = [
+        ("records", c.records),
+        ("quarantined", c.quarantined),
+        *[(f"  {k}", v) for k, v in c.by_split.items()],
+        ("shards written", res.written),
+        ("shards skipped (already done)", res.skipped),
+        ("seconds", f"{res.seconds:.1f}"),
+        ("records/s", f"{rate:.0f}"),
+    ]
     for k, v in rows:
         t.add_row(k, str(v))
     console.print(t)
@@ -67,7 +82,7 @@ def inspect_cmd(
     """Counts, per-split counts, label frequencies and grouped quarantine reasons of a shard folder."""
     from rich.console import Console
 
-    from training.data.inspect import plot_record, render, summarize
+    from merl.training.data.inspect import plot_record, render, summarize
 
     console = Console()
     render(summarize(shards), console, top=top)
@@ -85,7 +100,9 @@ def synth_cmd(
     out: str = typer.Option(..., "--out", help="Folder to write the synthetic dataset into (created if missing)."),
     n: int = typer.Option(1000, "--n", help="Number of records."),
     seed: int = typer.Option(0, "--seed", help="Seed: the same seed and arguments give the same bytes, whatever --workers."),
-    corrupt_fraction: float = typer.Option(0.0, "--corrupt-fraction", help="Fraction of records written damaged (listed in corrupt.json) for robustness tests."),
+    corrupt_fraction: float = typer.Option(
+        0.0, "--corrupt-fraction", help="Fraction of records written damaged (listed in corrupt.json) for robustness tests."
+    ),
     workers: int = typer.Option(None, "--workers", "-w", help="Worker processes (default: all CPUs)."),
 ) -> None:
     """Write a SYNTHETIC ECG-report dataset (physiological 12-lead signals, machine reports, labels) in a published layout.
@@ -95,7 +112,7 @@ def synth_cmd(
     from rich.console import Console
     from rich.table import Table
 
-    from training.data.synth import LAYOUTS, synthesize
+    from merl.training.data.synth import LAYOUTS, synthesize
 
     if layout not in LAYOUTS:
         raise typer.BadParameter(f"{layout!r}; choose one of {', '.join(LAYOUTS)}", param_hint="--layout")
@@ -108,9 +125,14 @@ def synth_cmd(
     t.add_column("")
     t.add_column("value", justify="right")
     rate = s.n_records / s.seconds if s.seconds else 0.0
-    for k, v in [("records (synthetic)", s.n_records), ("damaged (corrupt.json)", s.n_corrupt),
-                 ("MB written", f"{s.bytes_written / 1e6:.1f}"), ("seconds", f"{s.seconds:.1f}"),
-                 ("records/s", f"{rate:.0f}"), ("seed", s.seed)]:
+    for k, v in [
+        ("records (synthetic)", s.n_records),
+        ("damaged (corrupt.json)", s.n_corrupt),
+        ("MB written", f"{s.bytes_written / 1e6:.1f}"),
+        ("seconds", f"{s.seconds:.1f}"),
+        ("records/s", f"{rate:.0f}"),
+        ("seed", s.seed),
+    ]:
         t.add_row(k, str(v))
     console = Console()
     console.print(t)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
+from typing import Optional
 
 import typer
 
@@ -13,7 +13,7 @@ TOP_LEVEL: list = []
 def demo(
     out: Path = typer.Option(Path("runs/demo"), "--out", help="Folder for everything the demo writes."),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="Demo config YAML (corpus sizes, train config)."),
-    overrides: Optional[List[str]] = typer.Argument(None, help="key=value overrides, e.g. n_mimic=1000"),
+    overrides: Optional[list[str]] = typer.Argument(None, help="key=value overrides, e.g. n_mimic=1000"),
 ) -> None:
     """Run the main job end to end on an embedded local Ray cluster with the synthetic corpus.
 
@@ -26,7 +26,7 @@ def demo(
     from rich.console import Console
     from rich.table import Table
 
-    from merl.config import load_config
+    from merl.core.config import load_config
     from merl.demo import DemoConfig, plan, run_step, summarize
 
     cfg = load_config(DemoConfig, config, list(overrides or []))
@@ -50,7 +50,7 @@ def demo(
     r = Table(title="Zero-shot macro AUC (%) on SYNTHETIC data: CKEPE prompts vs class names")
     for col in ("task", "CKEPE prompts", "class names"):
         r.add_column(col, justify="left" if col == "task" else "right")
-    fmt = lambda v: "-" if v is None else f"{v:.1f}"  # noqa: E731
+    fmt = lambda v: "-" if v is None else f"{v:.1f}"
     for task, v in summary["tasks"].items():
         r.add_row(task, fmt(v.get("ckepe")), fmt(v.get("names")))
     r.add_row("average", fmt(summary.get("average_auc_ckepe")), fmt(summary.get("average_auc_names")))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import List, Optional
+from typing import Optional
 
 import typer
 
@@ -10,7 +10,7 @@ app = typer.Typer(no_args_is_help=True)
 
 
 def _parse_tasks(items: list[str]) -> dict[str, str]:
-    from merl.config import ConfigError
+    from merl.core.config import ConfigError
 
     out = {}
     for item in items:
@@ -23,7 +23,7 @@ def _parse_tasks(items: list[str]) -> dict[str, str]:
 
 def evaluate(
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Export bundle directory of the trained model."),
-    task: List[str] = typer.Option([], "--task", "-t", help="TASK=SHARDS_DIR; repeat for several tasks "
+    task: list[str] = typer.Option([], "--task", "-t", help="TASK=SHARDS_DIR; repeat for several tasks "
                                    "(ptbxl_super_class, ptbxl_sub_class, ptbxl_form, ptbxl_rhythm, icbeb, chapman)."),
     prompts: Optional[str] = typer.Option(None, "--prompts", help="Prompts JSON {label: prompt} (e.g. from "
                                           "`merl prompts`); default: each label's preferred name."),
@@ -34,7 +34,7 @@ def evaluate(
     out: Optional[str] = typer.Option(None, "--out", "-o", help="Output folder for results.json and plots/."),
     config: Optional[str] = typer.Option(None, "--config", "-c", help="EvalConfig YAML; flags override it."),
     per_class: bool = typer.Option(False, "--per-class", help="Also print per-class tables."),
-    overrides: List[str] = typer.Argument(None, help="key=value overrides of the config (e.g. batch_size=32)."),
+    overrides: list[str] = typer.Argument(None, help="key=value overrides of the config (e.g. batch_size=32)."),
 ) -> None:
     """Zero-shot classification (and optional linear probing) of a trained model on benchmark tasks.
 
@@ -44,8 +44,8 @@ def evaluate(
     """
     from rich.console import Console
 
-    from evaluation.config import EvalConfig
-    from merl.config import apply_overrides, read_yaml, validate
+    from merl.core.config import apply_overrides, read_yaml, validate
+    from merl.evaluation.config import EvalConfig
 
     data = read_yaml(config) if config else {}
     flags = {"model": model, "prompts": prompts, "split": split, "device": device, "out": out}
@@ -56,8 +56,8 @@ def evaluate(
         data["linear_probe"] = True
     cfg = validate(EvalConfig, apply_overrides(data, overrides or []), source=config or "merl evaluate options")
 
-    from evaluation.report import print_report
-    from evaluation.run import run_evaluation
+    from merl.evaluation.report import print_report
+    from merl.evaluation.run import run_evaluation
 
     report, written = run_evaluation(cfg)
     console = Console()
@@ -70,7 +70,7 @@ def tune(
     address: Optional[str] = typer.Option(None, "--address", help="Ray cluster address (auto, host:6379, "
                                           "ray://host:10001); default: an embedded local cluster."),
     num_cpus: Optional[int] = typer.Option(None, "--num-cpus", help="CPUs of the embedded local cluster."),
-    overrides: List[str] = typer.Argument(None, help="key=value overrides, e.g. num_samples=8 asha.grace_period=2."),
+    overrides: list[str] = typer.Argument(None, help="key=value overrides, e.g. num_samples=8 asha.grace_period=2."),
 ) -> None:
     """Hyperparameter search (temperature, projection sizes, lr, ...) with Ray Tune + ASHA.
 
@@ -79,7 +79,7 @@ def tune(
     """
     from rich.console import Console
 
-    from training.tune import load_tune_config, run_tune
+    from merl.training.tune import load_tune_config, run_tune
 
     cfg = load_tune_config(config, overrides or [])
     outcome = run_tune(cfg, address=address, num_cpus=num_cpus)

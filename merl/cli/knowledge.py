@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import List, Optional
+from typing import Optional
 
 import typer
 
-from merl.config import ConfigError
+from merl.core.config import ConfigError
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -19,16 +19,16 @@ _CONFIG = typer.Option(None, "--config", "-c", help="KnowledgeConfig YAML (embed
 _SET = typer.Option([], "--set", help="Config override key=value (repeatable), e.g. --set index.kind=hnsw.")
 
 
-def _cfg(config: Optional[Path], overrides: List[str]):
-    from knowledge.config import KnowledgeConfig
-    from merl.config import load_config
+def _cfg(config: Optional[Path], overrides: list[str]):
+    from merl.core.config import load_config
+    from merl.knowledge.config import KnowledgeConfig
 
     return load_config(KnowledgeConfig, config, overrides)
 
 
-def _parse_filters(filters: List[str], category: Optional[str]) -> dict:
+def _parse_filters(filters: list[str], category: Optional[str]) -> dict:
     """``--filter key=value`` items (+ ``--category``) -> retriever filter fields, values checked."""
-    from knowledge.schema import ONTOLOGIES, Category
+    from merl.knowledge.schema import ONTOLOGIES, Category
 
     allowed = {"ontology": ONTOLOGIES, "category": tuple(c.value for c in Category), "kind": ("entry", "user")}
     out = {}
@@ -45,17 +45,17 @@ def _parse_filters(filters: List[str], category: Optional[str]) -> dict:
 @app.command()
 def build(
     out: Path = typer.Option(..., "--out", "-o", help="Index directory to write (replaced atomically)."),
-    add: List[Path] = typer.Option([], "--add", help="Extra sources: .md/.txt/.pdf files or folders (repeatable)."),
+    add: list[Path] = typer.Option([], "--add", help="Extra sources: .md/.txt/.pdf files or folders (repeatable)."),
     entries: Optional[Path] = typer.Option(None, "--entries", help="Knowledge entry folder (default: the bundled entries)."),
     no_entries: bool = typer.Option(False, "--no-entries", help="Index only the --add sources."),
     config: Optional[Path] = _CONFIG,
-    set_: List[str] = _SET,
+    set_: list[str] = _SET,
 ) -> None:
     """Build a FAISS index of the knowledge entries (+ your own documents) and save it without pickle."""
     import time
 
-    from knowledge.index import build_index
-    from knowledge.kb import load_entries
+    from merl.knowledge.index import build_index
+    from merl.knowledge.kb import load_entries
 
     cfg = _cfg(config, set_)
     kb = None if no_entries else load_entries(entries)
@@ -73,14 +73,14 @@ def build(
 
 @app.command()
 def add(
-    sources: List[Path] = typer.Argument(..., help=".md/.txt/.pdf files or folders to add."),
+    sources: list[Path] = typer.Argument(..., help=".md/.txt/.pdf files or folders to add."),
     index_dir: Path = typer.Option(..., "--index", "-i", help="Existing index directory (rewritten atomically)."),
     config: Optional[Path] = _CONFIG,
-    set_: List[str] = _SET,
+    set_: list[str] = _SET,
 ) -> None:
     """Add your own documents to an existing index."""
-    from knowledge.documents import user_documents
-    from knowledge.index import KnowledgeIndex
+    from merl.knowledge.documents import user_documents
+    from merl.knowledge.index import KnowledgeIndex
 
     cfg = _cfg(config, set_)
     index = KnowledgeIndex.load(index_dir)
@@ -95,16 +95,16 @@ def query(
     index_dir: Path = typer.Option(..., "--index", "-i", help="Index directory."),
     k: Optional[int] = typer.Option(None, "-k", help="Passages to return (default: config k)."),
     mmr: bool = typer.Option(False, "--mmr", help="Maximal marginal relevance (diverse passages)."),
-    filters: List[str] = typer.Option([], "--filter", help="ontology=<name> | category=<name> | kind=entry|user."),
+    filters: list[str] = typer.Option([], "--filter", help="ontology=<name> | category=<name> | kind=entry|user."),
     category: Optional[str] = typer.Option(None, "--category", help="Only passages of this category."),
     threshold: Optional[float] = typer.Option(None, "--threshold", help="Minimum cosine similarity."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
     config: Optional[Path] = _CONFIG,
-    set_: List[str] = _SET,
+    set_: list[str] = _SET,
 ) -> None:
     """Search the index: codes are expanded from the ontology, phrases go to vector search."""
-    from knowledge.index import KnowledgeIndex
-    from knowledge.retriever import KnowledgeRetriever
+    from merl.knowledge.index import KnowledgeIndex
+    from merl.knowledge.retriever import KnowledgeRetriever
 
     cfg = _cfg(config, set_)
     f = _parse_filters(filters, category)
@@ -150,8 +150,8 @@ def check(
     entries: Optional[Path] = typer.Option(None, "--entries", help="Knowledge entry folder (default: bundled)."),
 ) -> None:
     """Validate the entries and check that every label of the six tasks resolves to one entry."""
-    from evaluation.tasks import TASKS
-    from knowledge.kb import load_entries
+    from merl.core.tasks import TASKS
+    from merl.knowledge.kb import load_entries
 
     kb = load_entries(entries)
     problems = []
@@ -171,15 +171,17 @@ def prompts(
     task: Optional[str] = typer.Option(None, "--task", help="Benchmark task whose labels to prompt (e.g. icbeb)."),
     labels: Optional[str] = typer.Option(None, "--labels", help="Comma-separated labels, instead of --task."),
     ontology: Optional[str] = typer.Option(None, "--ontology", help="Ontology of --labels (scp, csn, cpsc, ...)."),
-    llm: Optional[str] = typer.Option(None, "--llm", help="Chat model, e.g. openai:gpt-4o-mini or ollama:llama3.1 (default: offline composer)."),
+    llm: Optional[str] = typer.Option(
+        None, "--llm", help="Chat model, e.g. openai:gpt-4o-mini or ollama:llama3.1 (default: offline composer)."
+    ),
     base_url: Optional[str] = typer.Option(None, "--base-url", help="OpenAI-compatible / Ollama server URL."),
     config: Optional[Path] = _CONFIG,
-    set_: List[str] = _SET,
+    set_: list[str] = _SET,
 ) -> None:
     """CKEPE: write knowledge-enhanced class prompts for a task or a label list."""
-    from knowledge.ckepe import generate_prompts
-    from knowledge.index import KnowledgeIndex
-    from merl.io import atomic_write_text
+    from merl.core.io import atomic_write_text
+    from merl.knowledge.ckepe import generate_prompts
+    from merl.knowledge.index import KnowledgeIndex
 
     if bool(task) == bool(labels):
         raise ConfigError("give exactly one of --task or --labels")
@@ -189,7 +191,7 @@ def prompts(
     if base_url:
         cfg.llm.base_url = base_url
     if task:
-        from evaluation.tasks import get_task
+        from merl.core.tasks import get_task
 
         try:
             t = get_task(task)
@@ -202,7 +204,7 @@ def prompts(
         label_list = [s.strip() for s in labels.split(",") if s.strip()]
     model = None
     if cfg.llm.model:
-        from knowledge.llm import make_chat_model
+        from merl.knowledge.llm import make_chat_model
 
         model = make_chat_model(cfg.llm)
     index = KnowledgeIndex.load(index_dir)

@@ -4,28 +4,28 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import List, Optional
+from typing import Optional
 
 import typer
 
-from merl.config import ConfigError
+from merl.core.config import ConfigError
 
 app = typer.Typer(no_args_is_help=True)
 
 
 def train_cmd(
     config: Path = typer.Option(..., "--config", "-c", help="Pretraining YAML (e.g. configs/pretrain_laptop.yaml)."),
-    overrides: Optional[List[str]] = typer.Argument(None, help="key=value overrides, e.g. train.epochs=2 data.batch_size=32"),
+    overrides: Optional[list[str]] = typer.Argument(None, help="key=value overrides, e.g. train.epochs=2 data.batch_size=32"),
     address: Optional[str] = typer.Option(None, "--address", help="Ray cluster address (default: embedded local cluster)."),
     name: str = typer.Option("merl-pretrain", "--name", help="Run name: <checkpoint.storage_path>/<name>."),
     resume: bool = typer.Option(True, "--resume/--no-resume", help="Continue the run's latest valid checkpoint if it exists."),
 ) -> None:
     """Pretrain MERL (ECG-report contrastive) with Ray Train, DDP or DeepSpeed."""
-    from merl.config import load_config
-    from training.config import TrainConfig
+    from merl.core.config import load_config
+    from merl.training.config import TrainConfig
 
     cfg = load_config(TrainConfig, config, overrides or [])
-    from training.trainer import fit
+    from merl.training.trainer import fit
 
     result = fit(cfg, name=name, address=address, resume=resume)
     if result.error is not None:
@@ -38,8 +38,8 @@ def write_run_summary(result) -> dict:
     """``<run>/result.json``: latest and best checkpoint (by the score Ray Train ranks) + final metrics.
 
     `merl export --run RUN` reads it, so users need not look up checkpoint folder names."""
-    from merl.io import atomic_write_text
-    from training.loop import SCORE
+    from merl.core.io import atomic_write_text
+    from merl.training.loop import SCORE
 
     best = max(result.best_checkpoints or [], key=lambda cm: cm[1].get(SCORE, float("-inf")), default=None)
     summary = {
@@ -56,11 +56,15 @@ def write_run_summary(result) -> dict:
 
 def export_cmd(
     out: Path = typer.Option(..., "--out", help="Bundle folder to write."),
-    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="A training checkpoint folder (checkpoint_stepNNNNNNNN)."),
-    run: Optional[Path] = typer.Option(None, "--run", help="A finished run folder: exports its best checkpoint (from result.json)."),
+    checkpoint: Optional[Path] = typer.Option(
+        None, "--checkpoint", help="A training checkpoint folder (checkpoint_stepNNNNNNNN)."
+    ),
+    run: Optional[Path] = typer.Option(
+        None, "--run", help="A finished run folder: exports its best checkpoint (from result.json)."
+    ),
 ) -> None:
     """Turn a training checkpoint into a self-contained inference bundle (loads offline)."""
-    from training.export import export_checkpoint
+    from merl.training.export import export_checkpoint
 
     if bool(checkpoint) == bool(run):
         raise ConfigError("give exactly one of --checkpoint or --run")
@@ -97,8 +101,8 @@ def classify_cmd(
     from rich.console import Console
     from rich.table import Table
 
-    from training.export import load_bundle
-    from training.infer import load_inputs, score
+    from merl.training.export import load_bundle
+    from merl.training.infer import load_inputs, score
 
     bundle = load_bundle(model)
     ids, signals, fs = load_inputs(input)
@@ -114,14 +118,19 @@ def classify_cmd(
         table.add_row(rid, *[f"{p:.3f}" for p in row], classes[int(row.argmax())])
     Console().print(table)
     if json_out:
-        from merl.io import atomic_write_text
+        from merl.core.io import atomic_write_text
 
-        atomic_write_text(json_out, json.dumps({"classes": classes, "scores": {
-            rid: dict(zip(classes, map(float, row))) for rid, row in zip(ids, probs)}}, indent=2))
+        atomic_write_text(
+            json_out,
+            json.dumps(
+                {"classes": classes, "scores": {rid: dict(zip(classes, map(float, row))) for rid, row in zip(ids, probs)}},
+                indent=2,
+            ),
+        )
 
 
 def _is_synthetic(shards: Path) -> bool:
-    from evaluation.zeroshot import is_synthetic
+    from merl.evaluation.zeroshot import is_synthetic
 
     return is_synthetic(str(shards))
 

@@ -3,7 +3,7 @@
 Policies (all in :class:`CanonConfig`):
 
 * Leads are picked **by the names in the header** (case-insensitive), in the order of
-  :data:`training.data.schema.LEADS`; extra leads are dropped. The reference swapped rows
+  :data:`merl.training.data.schema.LEADS`; extra leads are dropped. The reference swapped rows
   4 and 5 of every downstream record blindly instead (MIMIC stores aVF before aVL).
 * Non-finite samples are replaced, per lead along time, by the mean of the finite samples
   within ``nan_window`` on each side (linear interpolation where the gap is wider). The
@@ -22,9 +22,9 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
-from merl.config import StrictModel
-from training.data.readers.base import RawSignal, RecordError
-from training.data.schema import LEADS, TARGET_FS, TARGET_SAMPLES
+from merl.core.config import StrictModel
+from merl.training.data.readers.base import RawSignal, RecordError
+from merl.training.data.schema import LEADS, TARGET_FS, TARGET_SAMPLES
 
 _LEAD_KEYS = [lead.lower() for lead in LEADS]
 
@@ -33,7 +33,9 @@ class CanonConfig(StrictModel):
     """How records become canonical 12 x 5000 @ 500 Hz arrays."""
 
     crop: Literal["first", "centre"] = Field("first", description="which 10 s window of a longer record to keep")
-    seconds: float = Field(10.0, gt=0, le=TARGET_SAMPLES / TARGET_FS, description="seconds kept before zero-padding to 10 s (CPSC reference: 5)")
+    seconds: float = Field(
+        10.0, gt=0, le=TARGET_SAMPLES / TARGET_FS, description="seconds kept before zero-padding to 10 s (CPSC reference: 5)"
+    )
     min_seconds: float = Field(0.0, ge=0, description="records shorter than this are quarantined")
     zero_fill_missing_leads: bool = Field(False, description="zero-fill absent standard leads instead of quarantining the record")
     nan_window: int = Field(5, ge=1, le=500, description="half-width (samples) of the neighbourhood mean that repairs NaN/inf")

@@ -11,10 +11,10 @@ import numpy as np
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from training.data.manifest import QUARANTINE_NAME, read_manifest
-from training.data.prepare import reason_group
-from training.data.schema import decode_signal
-from training.data.shards import read_shard
+from merl.training.data.manifest import QUARANTINE_NAME, read_manifest
+from merl.training.data.prepare import reason_group
+from merl.training.data.schema import decode_signal
+from merl.training.data.shards import read_shard
 
 
 def summarize(shards: str | Path) -> dict[str, Any]:
@@ -91,7 +91,7 @@ def render(summary: dict[str, Any], console=None, top: int = 20) -> None:
 
 
 def plot_record(shards: str | Path, record_id: str, out_png: str | Path) -> Path:
-    from training.data.plot import plot_ecg_grid
+    from merl.training.data.plot import plot_ecg_grid
 
     row = find_record(shards, record_id)
     report = row["report"] if len(row["report"]) <= 90 else row["report"][:87] + "..."

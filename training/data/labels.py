@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from evaluation.tasks import CPSC_CLASSES
-from training.data.readers.base import require_columns
+from merl.core.tasks import CPSC_CLASSES
+from merl.training.data.readers.base import require_columns
 
 
 def parse_scp_codes(text: str) -> dict[str, float]:
@@ -57,7 +57,7 @@ class SnomedMap:
         self.mapping = mapping
 
     @classmethod
-    def from_csv(cls, path: str | Path) -> "SnomedMap":
+    def from_csv(cls, path: str | Path) -> SnomedMap:
         df = pd.read_csv(path, dtype=str, encoding="utf-8-sig")
         df.columns = [c.strip() for c in df.columns]
         require_columns(df.columns, ["Acronym Name", "Snomed_CT"], path)

@@ -14,21 +14,21 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from training.data.manifest import read_manifest
-from training.data.transforms import batch_fs, decode_batch, prepare_ecg_batch
+from merl.training.data.manifest import read_manifest
+from merl.training.data.transforms import batch_fs, decode_batch, prepare_ecg_batch
 
 if TYPE_CHECKING:
     import ray.data
     import torch
 
-    from training.config import DataConfig, ModelConfig
+    from merl.training.data.config import DataConfig
 
 READ_COLUMNS = ["id", "report", "split", "fs", "signal", "signal_scale"]
 
 
 @functools.lru_cache(maxsize=4)
 def _tokenizer(name_or_path: str):
-    from training.model.text import load_tokenizer
+    from merl.core.textmodel import load_tokenizer
 
     return load_tokenizer(name_or_path)
 
@@ -39,7 +39,7 @@ def tokenize(texts: list[str], text_model: str, max_tokens: int) -> list[np.ndar
     return [np.asarray(ids, dtype=np.int32) for ids in enc["input_ids"]]
 
 
-def preprocess_batch(batch: dict[str, Any], *, split: str, data_cfg: "DataConfig", text_model: str) -> dict[str, Any]:
+def preprocess_batch(batch: dict[str, Any], *, split: str, data_cfg: DataConfig, text_model: str) -> dict[str, Any]:
     """Shard rows -> {ecg [B,12,n] float32, input_ids ragged int32, report}; other splits dropped."""
     keep = [i for i, (s, r) in enumerate(zip(batch["split"], batch["report"])) if s == split and r and str(r).strip()]
     if not keep:
@@ -53,7 +53,7 @@ def preprocess_batch(batch: dict[str, Any], *, split: str, data_cfg: "DataConfig
     return {"ecg": ecg, "input_ids": ids, "report": np.asarray(reports, dtype=object)}
 
 
-def build_dataset(shards_dir: str, split: str, data_cfg: "DataConfig", text_model: str) -> "ray.data.Dataset":
+def build_dataset(shards_dir: str, split: str, data_cfg: DataConfig, text_model: str) -> ray.data.Dataset:
     """A lazily streamed Ray Dataset of one manifest split, ready for :func:`collate`."""
     import ray.data
 
@@ -75,7 +75,7 @@ def build_dataset(shards_dir: str, split: str, data_cfg: "DataConfig", text_mode
     )
 
 
-def pad_token_ids(seqs: list[np.ndarray] | np.ndarray, pad_id: int = 0) -> tuple["torch.Tensor", "torch.Tensor"]:
+def pad_token_ids(seqs: list[np.ndarray] | np.ndarray, pad_id: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Ragged ids -> (input_ids, attention_mask) padded to the longest sequence of *this* batch."""
     import torch
 
@@ -111,11 +111,11 @@ def pad_id_for(text_model: str) -> int:
     return int(tok.pad_token_id if tok.pad_token_id is not None else 0)
 
 
-def split_datasets(data_cfg: "DataConfig", model_cfg: "ModelConfig") -> dict[str, "ray.data.Dataset"]:
+def split_datasets(data_cfg: DataConfig, text_model: str) -> dict[str, ray.data.Dataset]:
     """{"train": ..., "val": ...} for ``TorchTrainer(datasets=...)`` (val only if configured)."""
-    out = {"train": build_dataset(data_cfg.train_shards, data_cfg.train_split, data_cfg, model_cfg.text_model)}
+    out = {"train": build_dataset(data_cfg.train_shards, data_cfg.train_split, data_cfg, text_model)}
     if data_cfg.val_split:
         counts = read_manifest(data_cfg.train_shards).counts.by_split
         if counts.get(data_cfg.val_split, 1) > 0:
-            out["val"] = build_dataset(data_cfg.train_shards, data_cfg.val_split, data_cfg, model_cfg.text_model)
+            out["val"] = build_dataset(data_cfg.train_shards, data_cfg.val_split, data_cfg, text_model)
     return out

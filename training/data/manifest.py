@@ -13,8 +13,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from merl.io import atomic_write_text
-from training.data.schema import SCHEMA_VERSION
+from merl.core.io import atomic_write_text
+from merl.training.data.schema import SCHEMA_VERSION
 
 MANIFEST_NAME = "manifest.json"
 QUARANTINE_NAME = "quarantine.jsonl"

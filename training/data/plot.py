@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from training.data.schema import LEADS
+from merl.training.data.schema import LEADS
 
 _LAYOUT = (("I", "aVR", "V1", "V4"), ("II", "aVL", "V2", "V5"), ("III", "aVF", "V3", "V6"))
 _ROW_MV = 3.0  # vertical space per row

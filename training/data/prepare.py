@@ -24,14 +24,14 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from merl.config import StrictModel
-from merl.io import atomic_write_text
-from training.data.canonical import CanonConfig, canonicalize
-from training.data.manifest import MANIFEST_NAME, QUARANTINE_NAME, Counts, Manifest, ShardInfo, write_manifest
-from training.data.readers import DATASETS, Quarantined, RecordError, RecordRef, make_reader
-from training.data.schema import SPLITS, CanonicalRecord
-from training.data.shards import SHARD_GLOB, done_path, is_complete, shard_name, write_done, write_shard
-from training.data.splits import DEFAULT_FRACTIONS, load_split_csv, seeded_split
+from merl.core.config import StrictModel
+from merl.core.io import atomic_write_text
+from merl.training.data.canonical import CanonConfig, canonicalize
+from merl.training.data.manifest import MANIFEST_NAME, QUARANTINE_NAME, Counts, Manifest, ShardInfo, write_manifest
+from merl.training.data.readers import DATASETS, Quarantined, RecordError, RecordRef, make_reader
+from merl.training.data.schema import SPLITS, CanonicalRecord
+from merl.training.data.shards import SHARD_GLOB, done_path, is_complete, shard_name, write_done, write_shard
+from merl.training.data.splits import DEFAULT_FRACTIONS, load_split_csv, seeded_split
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +40,12 @@ class SplitConfig(StrictModel):
     """Split policy for datasets without official folds (PTB-XL uses strat_fold)."""
 
     seed: int = Field(42, description="seed of the random split")
-    test_fraction: float | None = Field(None, ge=0, lt=1, description="test share; None = dataset default (CPSC/CSN/wfdb 0.2, MIMIC 0)")
-    val_fraction: float | None = Field(None, ge=0, lt=1, description="val share of the rest; None = dataset default (0.1, MIMIC 0.02)")
+    test_fraction: float | None = Field(
+        None, ge=0, lt=1, description="test share; None = dataset default (CPSC/CSN/wfdb 0.2, MIMIC 0)"
+    )
+    val_fraction: float | None = Field(
+        None, ge=0, lt=1, description="val share of the rest; None = dataset default (0.1, MIMIC 0.02)"
+    )
     by_patient: bool = Field(True, description="split by patient id where the dataset has one")
     csv: str | None = Field(None, description="published split file (columns id, split); overrides everything")
 
@@ -56,7 +60,9 @@ class PrepareConfig(StrictModel):
     compression: Literal["zstd", "snappy", "none"] = "zstd"
     ptbxl_sampling: Literal["hr", "lr"] = Field("hr", description="PTB-XL records500 (hr) or records100 (lr)")
     min_report_words: int = Field(4, ge=0, description="MIMIC reports with fewer words are quarantined")
-    conditions_csv: str | None = Field(None, description="SNOMED conditions table for csn/wfdb (csn default: <root>/ConditionNames_SNOMED-CT.csv)")
+    conditions_csv: str | None = Field(
+        None, description="SNOMED conditions table for csn/wfdb (csn default: <root>/ConditionNames_SNOMED-CT.csv)"
+    )
     canonical: CanonConfig = Field(default_factory=CanonConfig)
     split: SplitConfig = Field(default_factory=SplitConfig)
 
@@ -117,7 +123,9 @@ def build_tasks(dataset: str, refs: list[RecordRef], cfg: PrepareConfig) -> list
     n = cfg.records_per_shard
     for i in range(0, len(refs), n):
         chunk = [r.to_dict() for r in refs[i : i + n]]
-        tasks.append({"index": i // n, "file": shard_name(i // n), "refs": chunk, "fingerprint": _fingerprint(dataset, cfg, chunk)})
+        tasks.append(
+            {"index": i // n, "file": shard_name(i // n), "refs": chunk, "fingerprint": _fingerprint(dataset, cfg, chunk)}
+        )
     return tasks
 
 
@@ -134,13 +142,21 @@ def process_records(dataset: str, root: str, cfg: PrepareConfig, refs: list[dict
         except RecordError as e:
             bad.append(Quarantined(ref.id, ref.source, ref.path, e.reason).to_dict())
             continue
-        except Exception as e:  # one damaged record must never end the job
+        except Exception as e:  # noqa: BLE001 - one damaged record must never end the job
             bad.append(Quarantined(ref.id, ref.source, ref.path, f"unreadable record: {type(e).__name__}: {e}").to_dict())
             continue
         rec = CanonicalRecord(
-            id=ref.uid, source=ref.source, signal=sig, report=ref.report, labels=ref.labels,
-            label_weights=ref.label_weights, snomed=ref.snomed, patient_id=ref.patient_id,
-            age=ref.age, sex=ref.sex, split=ref.split,
+            id=ref.uid,
+            source=ref.source,
+            signal=sig,
+            report=ref.report,
+            labels=ref.labels,
+            label_weights=ref.label_weights,
+            snomed=ref.snomed,
+            patient_id=ref.patient_id,
+            age=ref.age,
+            sex=ref.sex,
+            split=ref.split,
         )
         rows.append(rec.to_row())
     return rows, bad
@@ -214,7 +230,7 @@ def prepare(
         (out / MANIFEST_NAME).unlink(missing_ok=True)
     _remove_stale(out, len(tasks))
     if pending:
-        from cluster.local import ensure_ray
+        from merl.core.raysession import ensure_ray
 
         ray = ensure_ray(address, cfg.num_cpus)
         ds = ray.data.from_items([{"task": json.dumps(t)} for t in pending], override_num_blocks=len(pending))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Iterable
+from collections.abc import Iterable
 
 REPORT_COLUMNS = tuple(f"report_{i}" for i in range(18))
 _WS = re.compile(r"[\n\t\r]+")

@@ -15,8 +15,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from merl.io import atomic_path, atomic_write_text, sha256_file
-from training.data.schema import SHARD_SCHEMA, rows_to_table
+from merl.core.io import atomic_path, atomic_write_text, sha256_file
+from merl.training.data.schema import SHARD_SCHEMA, rows_to_table
 
 SHARD_GLOB = "shard-*.parquet"
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from merl.config import ConfigError
-from training.data.schema import SPLITS
+from merl.core.config import ConfigError
+from merl.training.data.schema import SPLITS
 
 # (test fraction, val fraction of the rest) per dataset, as benchmarks.md describes.
 DEFAULT_FRACTIONS: dict[str, tuple[float, float]] = {

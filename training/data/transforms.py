@@ -6,14 +6,15 @@ as in pretraining: resample -> crop/pad -> per-record, per-lead normalisation.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Mapping
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from training.data.schema import decode_signal
+from merl.training.data.schema import decode_signal
 
 if TYPE_CHECKING:
-    from training.config import DataConfig
+    from merl.training.data.config import DataConfig
 
 _EPS = 1e-6
 
@@ -60,7 +61,7 @@ def normalize(x: np.ndarray, method: str = "minmax") -> np.ndarray:
     return out.astype(np.float32, copy=False)
 
 
-def prepare_ecg_batch(signals_mv: np.ndarray, fs_in: int, data_cfg: "DataConfig") -> np.ndarray:
+def prepare_ecg_batch(signals_mv: np.ndarray, fs_in: int, data_cfg: DataConfig) -> np.ndarray:
     """[B, 12, L] mV at ``fs_in`` -> float32 [B, 12, data_cfg.n_samples], as training sees it."""
     x = resample(np.asarray(signals_mv, dtype=np.float32), fs_in, data_cfg.fs)
     x = fit_length(x, data_cfg.n_samples)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from training.model.heads import AttentionPool1d
+from merl.training.model.heads import AttentionPool1d
 
 
 class BasicBlock1d(nn.Module):

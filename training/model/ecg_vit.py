@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from training.model.heads import interpolate_pos
+from merl.training.model.heads import interpolate_pos
 
 # (embed dim, depth, heads, mlp ratio): MERL's sizes.
 SIZES = {

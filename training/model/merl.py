@@ -7,7 +7,7 @@ import math
 import torch
 from torch import nn
 
-from training.model.heads import DropoutView, ECGProjection, TextProjection
+from merl.training.model.heads import DropoutView, ECGProjection, TextProjection
 
 
 class MERLModel(nn.Module):

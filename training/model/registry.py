@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from training.model.ecg_resnet import DEPTHS, ResNet1d
-from training.model.ecg_vit import SIZES, ViT1d
+from merl.training.model.ecg_resnet import DEPTHS, ResNet1d
+from merl.training.model.ecg_vit import SIZES, ViT1d
 
 if TYPE_CHECKING:
-    from training.config import LossConfig, ModelConfig
-    from training.model.merl import MERLModel
+    from merl.training.config import LossConfig, ModelConfig
+    from merl.training.model.merl import MERLModel
 
 ECG_ENCODERS: tuple[str, ...] = (*DEPTHS, *SIZES)
 
@@ -22,13 +22,13 @@ def build_ecg_encoder(name: str, width: int = 64):
     raise ValueError(f"unknown ECG encoder {name!r}; choose one of {', '.join(ECG_ENCODERS)}")
 
 
-def build_model(model_cfg: "ModelConfig", loss_cfg: "LossConfig | None" = None, *,
-                pretrained_text: bool = True) -> "MERLModel":
+def build_model(model_cfg: ModelConfig, loss_cfg: LossConfig | None = None, *,
+                pretrained_text: bool = True) -> MERLModel:
     """Build MERL from config. ``pretrained_text=False`` builds the text tower from its config
     only (weights then come from a checkpoint / export bundle)."""
-    from training.config import LossConfig
-    from training.model.merl import MERLModel
-    from training.model.text import TextEncoder
+    from merl.training.config import LossConfig
+    from merl.training.model.merl import MERLModel
+    from merl.training.model.text import TextEncoder
 
     loss_cfg = loss_cfg or LossConfig()
     return MERLModel(

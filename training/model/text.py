@@ -7,15 +7,9 @@ import logging
 import torch
 from torch import nn
 
-from merl.textmodel import resolve_text_model
+from merl.core.textmodel import resolve_text_model
 
 log = logging.getLogger(__name__)
-
-
-def load_tokenizer(name_or_path: str | None = None):
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(resolve_text_model(name_or_path))
 
 
 def _layer_list(model: nn.Module, n_layers: int) -> nn.ModuleList | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from training.data.readers.base import IndexResult, LayoutError, Quarantined, RawSignal, Reader, RecordError, RecordRef
+from merl.training.data.readers.base import IndexResult, LayoutError, Quarantined, RawSignal, Reader, RecordError, RecordRef
 
 DATASETS = ("mimic", "ptbxl", "cpsc2018", "csn", "wfdb")
 
@@ -19,26 +19,36 @@ def make_reader(
 ) -> Reader:
     """The reader for ``dataset``; cheap to construct, so Ray workers build their own."""
     if dataset == "mimic":
-        from training.data.readers.mimic import MimicReader
+        from merl.training.data.readers.mimic import MimicReader
 
         return MimicReader(min_report_words=min_report_words)
     if dataset == "ptbxl":
-        from training.data.readers.ptbxl import PtbxlReader
+        from merl.training.data.readers.ptbxl import PtbxlReader
 
         return PtbxlReader(sampling=ptbxl_sampling)
     if dataset == "cpsc2018":
-        from training.data.readers.cpsc2018 import Cpsc2018Reader
+        from merl.training.data.readers.cpsc2018 import Cpsc2018Reader
 
         return Cpsc2018Reader()
     if dataset == "csn":
-        from training.data.readers.csn import CONDITIONS_NAME, CsnReader
+        from merl.training.data.readers.csn import CONDITIONS_NAME, CsnReader
 
         return CsnReader(conditions_csv or str(Path(root) / CONDITIONS_NAME))
     if dataset == "wfdb":
-        from training.data.readers.wfdb_reader import WfdbReader
+        from merl.training.data.readers.wfdb_reader import WfdbReader
 
         return WfdbReader(conditions_csv)
     raise ValueError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
 
 
-__all__ = ["DATASETS", "IndexResult", "LayoutError", "Quarantined", "RawSignal", "Reader", "RecordError", "RecordRef", "make_reader"]
+__all__ = [
+    "DATASETS",
+    "IndexResult",
+    "LayoutError",
+    "Quarantined",
+    "RawSignal",
+    "Reader",
+    "RecordError",
+    "RecordRef",
+    "make_reader",
+]

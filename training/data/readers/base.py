@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from merl.config import ConfigError
+from merl.core.config import ConfigError
 
 
 class LayoutError(ConfigError):
@@ -67,7 +67,7 @@ class RecordRef:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "RecordRef":
+    def from_dict(cls, d: dict[str, Any]) -> RecordRef:
         return cls(**d)
 
 

@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from training.data.labels import cpsc_labels
-from training.data.readers.base import IndexResult, Quarantined, RawSignal, RecordError, RecordRef, require_columns
-from training.data.readers.ptbxl import _age, _sex, refs_from_table
-from training.data.readers.wfdb_reader import read_wfdb
-from training.data.schema import LEADS
+from merl.training.data.labels import cpsc_labels
+from merl.training.data.readers.base import IndexResult, Quarantined, RawSignal, RecordError, RecordRef, require_columns
+from merl.training.data.readers.ptbxl import _age, _sex, refs_from_table
+from merl.training.data.readers.wfdb_reader import read_wfdb
+from merl.training.data.schema import LEADS
 
 CPSC_FS = 500.0
 
@@ -30,7 +30,7 @@ def read_cpsc_mat(path: str) -> tuple[np.ndarray, float | None, str]:
         mat = loadmat(path, squeeze_me=True, struct_as_record=False)
     except FileNotFoundError:
         raise RecordError("missing .mat file") from None
-    except Exception as e:  # scipy raises ValueError/TypeError/OSError on damaged files
+    except Exception as e:  # noqa: BLE001 - scipy raises ValueError/TypeError/OSError on damaged files
         raise RecordError(f"unreadable .mat: {type(e).__name__}: {e}") from None
     ecg = mat.get("ECG")
     if ecg is None or not hasattr(ecg, "data"):

@@ -1,15 +1,15 @@
 """CSN (Chapman-Shaoxing-Ningbo): ``WFDBRecords/**/<JSxxxxx>.hea/.mat`` + the SNOMED table.
 
 Labels come from each header's ``#Dx`` SNOMED ids, mapped to acronyms with
-``ConditionNames_SNOMED-CT.csv`` by exact id (see :mod:`training.data.labels`).
+``ConditionNames_SNOMED-CT.csv`` by exact id (see :mod:`merl.training.data.labels`).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from training.data.readers.base import IndexResult
-from training.data.readers.wfdb_reader import WfdbReader, index_folder
+from merl.training.data.readers.base import IndexResult
+from merl.training.data.readers.wfdb_reader import WfdbReader, index_folder
 
 CONDITIONS_NAME = "ConditionNames_SNOMED-CT.csv"
 

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from training.data.readers.base import RecordError
+from merl.training.data.readers.base import RecordError
 
 DEFAULT_GAIN = 200.0
 _FMT = re.compile(r"^(\d+)(?:x(\d+))?(?::(\d+))?(?:\+(\d+))?$")

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from training.data.readers.base import IndexResult, Quarantined, RawSignal, RecordRef, require_columns
-from training.data.readers.wfdb_reader import read_wfdb
-from training.data.reports import REPORT_COLUMNS, clean_mimic_report
+from merl.training.data.readers.base import IndexResult, Quarantined, RawSignal, RecordRef, require_columns
+from merl.training.data.readers.wfdb_reader import read_wfdb
+from merl.training.data.reports import REPORT_COLUMNS, clean_mimic_report
 
 
 class MimicReader:

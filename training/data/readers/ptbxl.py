@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from training.data.labels import load_scp_statements, parse_scp_codes
-from training.data.readers.base import IndexResult, Quarantined, RawSignal, RecordRef, require_columns
-from training.data.readers.wfdb_reader import read_wfdb
+from merl.training.data.labels import load_scp_statements, parse_scp_codes
+from merl.training.data.readers.base import IndexResult, Quarantined, RawSignal, RecordRef, require_columns
+from merl.training.data.readers.wfdb_reader import read_wfdb
 
 log = logging.getLogger(__name__)
 

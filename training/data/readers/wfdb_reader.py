@@ -14,10 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from training.data.labels import SnomedMap, parse_dx
-from training.data.readers.base import IndexResult, Quarantined, RawSignal, RecordError, RecordRef
-from training.data.readers.header import Header, UnsupportedHeader, comment_fields, read_header
-
+from merl.training.data.labels import SnomedMap, parse_dx
+from merl.training.data.readers.base import IndexResult, Quarantined, RawSignal, RecordError, RecordRef
+from merl.training.data.readers.header import Header, UnsupportedHeader, comment_fields, read_header
 
 _UNIT_TO_MV = {"mv": 1.0, "uv": 1e-3, "µv": 1e-3, "μv": 1e-3, "v": 1e3, "nu": 1.0}
 _FMT16_NAN = -32768
@@ -86,7 +85,7 @@ def _read_with_wfdb(record_path: str) -> tuple[np.ndarray, float, list[str], lis
         rec = wfdb.rdrecord(record_path, physical=True)
     except FileNotFoundError as e:
         raise RecordError(f"missing signal file {Path(str(e.filename or '')).name}") from None
-    except Exception as e:  # wfdb raises bare ValueError/IndexError on damaged files
+    except Exception as e:  # noqa: BLE001 - wfdb raises bare ValueError/IndexError on damaged files
         raise RecordError(f"unreadable record: {type(e).__name__}: {e}") from None
     if rec.p_signal is None:
         raise RecordError("unreadable record: no signal")

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from merl.io import atomic_write_text
+from merl.core.io import atomic_write_text
 
 from .generate import SynthRecord, generate_record
 from .writers import WRITERS
@@ -144,7 +144,7 @@ def synthesize(
         condition_counts=dict(sorted(Counter(c for _, t in results for c in t["conditions"]).items())),
         corrupt_kinds=dict(Counter(plan.values())),
     )
-    meta = {"synthetic": True, "generator": "training.data.synth", **asdict(summary)}
+    meta = {"synthetic": True, "generator": "merl.training.data.synth", **asdict(summary)}
     meta.pop("seconds")
     meta.pop("out")  # the folder is byte-for-byte the same wherever it is written
     atomic_write_text(root / "synthetic.json", json.dumps(meta, indent=1))

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from training.data.reports import clean_mimic_report
+from merl.training.data.reports import clean_mimic_report
 
 from . import labels as L
 from .conditions import order, sample_conditions

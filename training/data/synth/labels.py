@@ -148,7 +148,7 @@ def producible() -> dict[str, set[str]]:
 
 def task_coverage() -> dict[str, tuple[list[str], list[str]]]:
     """task -> (labels the generator produces, labels it never produces), in task order."""
-    from evaluation.tasks import TASKS
+    from merl.core.tasks import TASKS
 
     can = producible()
     return {name: ([lb for lb in t.labels if lb in can[t.ontology]], [lb for lb in t.labels if lb not in can[t.ontology]])

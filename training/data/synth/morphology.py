@@ -47,7 +47,7 @@ class Person:
     leads: np.ndarray  # (8, 3)
 
     @staticmethod
-    def sample(rng: np.random.Generator) -> "Person":
+    def sample(rng: np.random.Generator) -> Person:
         return Person(
             axis=float(np.clip(rng.normal(45, 16), -10, 75)),
             qrs_amp=float(rng.uniform(0.95, 1.7)),

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
-from functools import lru_cache
+from functools import cache
 
 SCP_STATEMENTS_CSV = """,description,diagnostic,form,rhythm,diagnostic_class,diagnostic_subclass,Statement Category,SCP-ECG Statement Description,AHA code,aECG REFID,CDISC Code,DICOM Code
 NDT,non-diagnostic T abnormalities,1,1,,STTC,STTC,other ST-T descriptive statements,non-diagnostic T abnormalities,,,,
@@ -152,7 +152,7 @@ SAAWR,Sinus Atrium to Atrial Wandering Rhythm,195101003
 """
 
 
-@lru_cache(maxsize=None)
+@cache
 def scp_statements() -> dict[str, dict[str, str]]:
     """code -> row of the published statement table."""
     rows = csv.reader(io.StringIO(SCP_STATEMENTS_CSV))
@@ -160,7 +160,7 @@ def scp_statements() -> dict[str, dict[str, str]]:
     return {r[0]: dict(zip(header[1:], r[1:])) for r in rows if r}
 
 
-@lru_cache(maxsize=None)
+@cache
 def csn_snomed() -> dict[str, str]:
     """CSN acronym -> SNOMED CT id."""
     rows = csv.DictReader(io.StringIO(CSN_CONDITIONS_CSV))

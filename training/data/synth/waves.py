@@ -58,11 +58,11 @@ class Waves:
     group: np.ndarray  # (K,) int
 
     @staticmethod
-    def empty() -> "Waves":
+    def empty() -> Waves:
         return Waves(np.zeros(0), np.zeros(0), np.zeros((0, 3)), np.zeros(0, dtype=int))
 
     @staticmethod
-    def of(items: list[tuple[float, float, np.ndarray, int]]) -> "Waves":
+    def of(items: list[tuple[float, float, np.ndarray, int]]) -> Waves:
         """From (t_ms, sigma_ms, vec, group) tuples."""
         if not items:
             return Waves.empty()
@@ -70,14 +70,14 @@ class Waves:
         return Waves(np.array(t) / 1000.0, np.array(s) / 1000.0, np.array(v, dtype=float),
                      np.array(g, dtype=int))
 
-    def __add__(self, other: "Waves") -> "Waves":
+    def __add__(self, other: Waves) -> Waves:
         return Waves(np.concatenate([self.t, other.t]), np.concatenate([self.sigma, other.sigma]),
                      np.concatenate([self.vec, other.vec]), np.concatenate([self.group, other.group]))
 
-    def select(self, mask: np.ndarray) -> "Waves":
+    def select(self, mask: np.ndarray) -> Waves:
         return Waves(self.t[mask], self.sigma[mask], self.vec[mask], self.group[mask])
 
-    def scaled(self, groups: tuple[int, ...], amp: float = 1.0, time: float = 1.0) -> "Waves":
+    def scaled(self, groups: tuple[int, ...], amp: float = 1.0, time: float = 1.0) -> Waves:
         """Scale amplitude and/or duration (times and widths) of the waves in ``groups``."""
         m = np.isin(self.group, groups)
         t, s, v = self.t.copy(), self.sigma.copy(), self.vec.copy()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from merl.io import atomic_path
+from merl.core.io import atomic_path
 
 # Leads in the canonical order of SynthRecord.signal_mv.
 CANONICAL = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
@@ -36,7 +36,7 @@ def write_file(path: Path, data: bytes) -> int:
 
 
 def write_csv(path: Path, df) -> int:
-    """Atomic CSV (fsync + rename) via merl.io."""
+    """Atomic CSV (fsync + rename) via merl.core.io."""
     with atomic_path(path) as tmp:
         df.to_csv(tmp, index=False)
     return path.stat().st_size

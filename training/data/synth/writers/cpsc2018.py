@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from evaluation.tasks import CPSC_CLASSES
+from merl.core.tasks import CPSC_CLASSES
 
 from ..generate import SynthRecord
 from .base import LayoutWriter

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from merl.io import atomic_write_text
+from merl.core.io import atomic_write_text
 
 from ..generate import SynthRecord
 from ..tables import SCP_STATEMENTS_CSV

@@ -8,8 +8,9 @@ place a YAML file plus CLI overrides become a validated object; failures raise
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable, TypeVar
+from typing import Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -107,6 +108,6 @@ def load_config(model: type[T], path: str | Path | None = None, overrides: Itera
 
 def dump_config(cfg: BaseModel, path: str | Path) -> None:
     """Write a config back as YAML (JSON-compatible values only), atomically."""
-    from merl.io import atomic_write_text
+    from merl.core.io import atomic_write_text
 
     atomic_write_text(path, yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -38,16 +39,23 @@ def _probe(address: str, timeout_s: float = 3.0) -> None:
         ) from None
 
 
+_defaults: dict[str, Any] = {"address": None, "num_cpus": None}
+
+
+def set_defaults(address: str | None = None, num_cpus: int | None = None) -> None:
+    """Where ``ensure_ray(None)`` goes when ``RAY_ADDRESS`` is unset.
+
+    The CLI calls this with the cluster settings file's values, so this ground module never
+    reads project config itself.
+    """
+    _defaults.update(address=address, num_cpus=num_cpus)
+
+
 def _default_target() -> tuple[str | None, int | None]:
     """(address, local CPUs) when the caller named no address."""
     if os.environ.get("RAY_ADDRESS"):
         return os.environ["RAY_ADDRESS"], None
-    from cluster.config import DEFAULT_CONFIG, load_cluster_config
-
-    if not DEFAULT_CONFIG.is_file():
-        return None, None
-    cfg = load_cluster_config(DEFAULT_CONFIG)
-    return cfg.address, cfg.local.num_cpus
+    return _defaults["address"], _defaults["num_cpus"]
 
 
 def ensure_ray(address: str | None = None, num_cpus: int | None = None, **init_kwargs):
@@ -55,8 +63,8 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None, **init_k
 
     ``address="auto"`` / ``"ray://host:10001"`` / ``"host:6379"`` connects to a running one.
     ``address=None`` means: ``RAY_ADDRESS`` if set (as inside a submitted Ray Job), else the
-    ``address`` of ``./ray_config.yaml``, else an embedded local cluster with ``num_cpus``
-    CPUs (default: that file's ``local.num_cpus``, else all cores).
+    address given to :func:`set_defaults` (the CLI passes ``ray_config.yaml``'s), else an embedded local cluster with ``num_cpus``
+    CPUs (default: the configured ``local.num_cpus``, else all cores).
     """
     import ray
 

@@ -32,3 +32,10 @@ def resolve_text_model(name_or_path: str | None = None) -> str:
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         return str(bundled_minilm_path())
     return name
+
+
+def load_tokenizer(name_or_path: str | None = None):
+    """The tokenizer of a text model (the data pipeline tokenises; the model only embeds)."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(resolve_text_model(name_or_path))

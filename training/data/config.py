@@ -1,0 +1,21 @@
+"""What the data layer needs to know: where shards are, and how signals and reports become tensors."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from merl.core.config import StrictModel
+
+
+class DataConfig(StrictModel):
+    train_shards: str = Field("data/shards", description="shard folder with manifest.json (local path)")
+    train_split: str = "train"
+    val_split: str = Field("val", description="manifest split used for validation ('' = none)")
+    fs: int = Field(100, ge=50, le=1000, description="model sampling rate (paper: 500)")
+    n_samples: int = Field(1000, ge=64, description="samples per lead fed to the model (paper: 5000)")
+    normalize: Literal["minmax", "zscore"] = Field("minmax", description="per-record, per-lead")
+    max_text_tokens: int = Field(128, ge=8, le=512)
+    batch_size: int = Field(16, ge=2, description="per worker")
+    prefetch: int = Field(2, ge=0, description="batches prefetched by the Ray Data iterator")
