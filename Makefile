@@ -5,10 +5,6 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 TORCH   ?= torch==2.13.0
-export HF_HUB_OFFLINE=1
-export TRANSFORMERS_OFFLINE=1
-export TOKENIZERS_PARALLELISM=false
-export RAY_USAGE_STATS_ENABLED=0
 DEMO_DIR ?= runs/demo
 
 .PHONY: setup demo test test-fast lint bench clean

@@ -15,6 +15,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from merl.core.env import apply_defaults
+
 MODULES = ["synth", "ingest", "train", "retrieval"]
 
 
@@ -24,9 +26,7 @@ def report(name: str, value: float, unit: str) -> None:
 
 def main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.WARNING)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    apply_defaults(offline=True)  # figures must not depend on (or wait for) a model hub
     names = argv or MODULES
     root = Path(os.environ.get("MERL_BENCH_DIR", tempfile.mkdtemp(prefix="merl-bench-")))
     failed = 0

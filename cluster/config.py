@@ -38,7 +38,8 @@ class JobsConfig(StrictModel):
     )
     pip: list[str] = Field(default_factory=list, description="Extra pip packages for the job's runtime env")
     env_vars: dict[str, str] = Field(
-        default_factory=lambda: {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+        default_factory=dict,
+        description="Extra env vars for the job; merl's own defaults come from merl.core.env and need no entry",
     )
     entrypoint_num_cpus: float = Field(0.0, ge=0, description="CPUs reserved for the driver process")
 
@@ -52,8 +53,9 @@ class ClusterConfig(StrictModel):
         env: dict[str, Any] = {
             "working_dir": self.jobs.working_dir,
             "excludes": list(self.jobs.excludes),
-            "env_vars": dict(self.jobs.env_vars),
         }
+        if self.jobs.env_vars:
+            env["env_vars"] = dict(self.jobs.env_vars)
         if self.jobs.pip:
             env["pip"] = list(self.jobs.pip)
         return env

@@ -22,6 +22,7 @@ import numpy as np
 
 from merl.core.config import ConfigError
 from merl.core.tasks import Task, get_task
+from merl.core.uri import is_uri, local_path
 from merl.evaluation.labels import LabelMatrix, kept_labels, label_matrix, ptbxl_statements, published_name
 from merl.evaluation.metrics import task_metrics
 from merl.training.data.manifest import read_manifest
@@ -66,7 +67,7 @@ def is_synthetic(shards_dir: str) -> bool:
     if "synth" in m.dataset.lower() or m.config.get("synthetic"):
         return True
     root = m.config.get("root")
-    return bool(root) and "://" not in str(root) and (Path(root) / "synthetic.json").is_file()
+    return bool(root) and not is_uri(root) and (Path(local_path(root)) / "synthetic.json").is_file()
 
 
 @dataclass

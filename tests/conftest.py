@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+from merl.core.env import apply_defaults
+
+apply_defaults(offline=True)  # before any test imports a Hugging Face library: tests never reach a hub
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"

@@ -74,6 +74,10 @@ def test_truncated_checkpoint_detected_and_previous_used(tmp_path, tiny):
     assert [p.rsplit("_step", 1)[1] for p in order] == ["00000030", "00000020", "00000010"]
     picked = load_latest_valid(order, str(tmp_path / "scratch"))
     assert picked is not None and picked.path == str(good) and picked.state.step == 10
+    # file:// run folders are local: same order, loaded in place (no copy into scratch)
+    order_uri = list_checkpoints(f"file://{tmp_path}")
+    assert order_uri == [f"file://{p}" for p in order]
+    assert load_latest_valid(order_uri, str(tmp_path / "scratch")).path == str(good)
 
 
 def test_export_bundle_and_classify(tmp_path, tiny):

@@ -21,6 +21,7 @@ def test_shipped_ray_config_validates():
     assert cfg.address is None  # embedded local cluster by default
     env = cfg.runtime_env()
     assert env["working_dir"] == "." and ".venv" in env["excludes"]
+    assert "env_vars" not in env  # merl's own vars come from merl.core.env, never twice (Ray rejects that)
 
 
 def test_invalid_cluster_config_names_field():
@@ -46,26 +47,30 @@ def test_cli_reports_unreachable_cluster_cleanly():
 
 @pytest.mark.slow
 def test_job_submission_round_trip(tmp_path):
-    """`merl cluster up` -> submit a job that runs Ray work -> SUCCEEDED with its output."""
+    """`merl cluster up` -> submit a job that runs Ray work through ensure_ray -> SUCCEEDED with its output.
+
+    The job sets variables ensure_ray would forward too: Ray must not see them twice."""
     from merl.cluster import head, jobs
 
     tmp = tempfile.mkdtemp(prefix="mr", dir="/tmp")  # short: Ray's socket paths have a length limit
     port, dash = _free_port(), _free_port()
     cfg = ClusterConfig.model_validate({
         "local": {"num_cpus": 1, "head_port": port, "dashboard_port": dash, "temp_dir": tmp},
-        "jobs": {"address": f"http://127.0.0.1:{dash}", "working_dir": str(tmp_path / "wd")},
+        "jobs": {"address": f"http://127.0.0.1:{dash}", "working_dir": str(tmp_path / "wd"),
+                 "env_vars": {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}},
     })
     (tmp_path / "wd").mkdir()
     (tmp_path / "wd" / "task.py").write_text(
-        "import ray\nray.init()\n"
+        "import os\nfrom merl.core.raysession import ensure_ray\nray = ensure_ray()\n"
         "print('sum', sum(ray.get([ray.remote(lambda x: x * x).remote(i) for i in range(5)])))\n"
+        "print('worker', ray.get(ray.remote(lambda: os.environ.get('HF_HUB_OFFLINE')).remote()))\n"
     )
     head.up(cfg.local)
     try:
         sid = jobs.submit(cfg, f"{sys.executable} task.py")
         info = jobs.wait(cfg.jobs.address, sid, timeout_s=180)
         assert info.status == "SUCCEEDED", jobs.logs(cfg.jobs.address, sid)
-        assert "sum 30" in jobs.logs(cfg.jobs.address, sid)
+        assert "sum 30" in jobs.logs(cfg.jobs.address, sid) and "worker 1" in jobs.logs(cfg.jobs.address, sid)
         assert any(j.submission_id == sid for j in jobs.list_jobs(cfg.jobs.address))
     finally:
         head.down(tmp)

@@ -27,12 +27,13 @@ import logging
 import os
 import re
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import torch
 
 from merl.core.io import atomic_write_bytes, atomic_write_text, sha256_file
+from merl.core.uri import filesystem, is_uri, join, local_path
 
 log = logging.getLogger(__name__)
 
@@ -203,25 +204,24 @@ def list_checkpoints(run_dir: str) -> list[str]:
     """Checkpoint folders of a run (local path or pyarrow/fsspec URI), newest step first."""
     import pyarrow.fs as pafs
 
-    fs, root = pafs.FileSystem.from_uri(run_dir) if "://" in run_dir else (pafs.LocalFileSystem(), run_dir)
+    fs, root = filesystem(run_dir)
     try:
         infos = fs.get_file_info(pafs.FileSelector(root, allow_not_found=True))
     except (OSError, FileNotFoundError):
         return []
-    dirs = [i.path for i in infos if i.type == pafs.FileType.Directory and checkpoint_step(i.base_name) >= 0]
-    prefix = run_dir.split("://", 1)[0] + "://" if "://" in run_dir else ""
-    return [prefix + p if prefix and not p.startswith(prefix) else p
-            for p in sorted(dirs, key=lambda p: checkpoint_step(p), reverse=True)]
+    names = [i.base_name for i in infos if i.type == pafs.FileType.Directory and checkpoint_step(i.base_name) >= 0]
+    return [join(run_dir, n) for n in sorted(names, key=checkpoint_step, reverse=True)]
 
 
 def _materialise(uri_or_path: str, scratch: str) -> str:
     """A local directory holding the checkpoint (downloads remote ones into ``scratch``)."""
-    if "://" not in uri_or_path:
-        return uri_or_path
+    if not is_uri(uri_or_path):
+        return local_path(uri_or_path)
     import pyarrow.fs as pafs
 
-    dest = Path(scratch) / Path(uri_or_path).name
-    pafs.copy_files(uri_or_path, str(dest))
+    fs, src = filesystem(uri_or_path)
+    dest = Path(scratch) / PurePosixPath(src).name
+    pafs.copy_files(src, str(dest), source_filesystem=fs, destination_filesystem=pafs.LocalFileSystem())
     return str(dest)
 
 

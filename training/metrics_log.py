@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from merl.core.uri import is_uri, local_path
+
 log = logging.getLogger(__name__)
 
 
@@ -19,12 +21,12 @@ class MetricsLogger:
     """Append-only metric log; a no-op on ranks other than 0 or without a local run folder."""
 
     def __init__(self, run_dir: str | None, rank: int = 0):
-        self.enabled = bool(run_dir) and rank == 0 and "://" not in str(run_dir)
+        self.enabled = bool(run_dir) and rank == 0 and not is_uri(run_dir)
         self._tb = None
         self._csv_fields: list[str] | None = None
         if not self.enabled:
             return
-        self.dir = Path(run_dir) / "logs"
+        self.dir = Path(local_path(run_dir)) / "logs"
         self.dir.mkdir(parents=True, exist_ok=True)
         try:
             from torch.utils.tensorboard import SummaryWriter

@@ -12,27 +12,25 @@ import time
 from pathlib import Path
 from typing import Any
 
+from merl.core.uri import absolute, is_uri, join
 from merl.training.config import TrainConfig
 
 log = logging.getLogger(__name__)
 
 
 def resolve_storage(storage_path: str) -> str:
-    """Absolute local path (Ray needs one) or a URI left as is."""
-    return storage_path if "://" in storage_path else str(Path(storage_path).expanduser().resolve())
+    """Absolute local path (Ray needs one; ``file://`` becomes a plain path) or a remote URI left as is."""
+    return absolute(storage_path)
 
 
 def run_dir_for(storage_path: str, name: str) -> str:
-    return f"{resolve_storage(storage_path).rstrip('/')}/{name}"
+    return join(resolve_storage(storage_path), name)
 
 
 def with_absolute_paths(cfg: TrainConfig) -> TrainConfig:
     """Workers run in Ray's own working directories: make every local path absolute, and
     check the inputs exist now, on the driver, rather than after an epoch on the workers."""
     from merl.training.data.manifest import read_manifest
-
-    def absolute(p: str) -> str:
-        return p if "://" in p else str(Path(p).expanduser().resolve())
 
     cfg = cfg.model_copy(deep=True)
     cfg.data.train_shards = absolute(cfg.data.train_shards)
@@ -42,7 +40,7 @@ def with_absolute_paths(cfg: TrainConfig) -> TrainConfig:
         read_manifest(cfg.eval.shards[task])
     if cfg.eval.prompts:
         cfg.eval.prompts = absolute(cfg.eval.prompts)
-        if "://" not in cfg.eval.prompts and not Path(cfg.eval.prompts).is_file():
+        if not is_uri(cfg.eval.prompts) and not Path(cfg.eval.prompts).is_file():
             raise FileNotFoundError(f"eval.prompts: {cfg.eval.prompts} not found (write it with `merl prompts`)")
     return cfg
 
@@ -91,7 +89,7 @@ def fit(cfg: TrainConfig, *, storage_path: str | None = None, name: str = "merl-
 
     read_manifest(cfg.data.train_shards)  # a missing/unprepared shard folder fails before Ray starts
     storage = resolve_storage(storage_path or cfg.checkpoint.storage_path)
-    if not resume and "://" not in storage and Path(run_dir_for(storage, name)).exists():
+    if not resume and not is_uri(storage) and Path(run_dir_for(storage, name)).exists():
         name = f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
         log.info("resume=False and the run exists: starting a new run %s", name)
     cfg = with_absolute_paths(cfg)

@@ -24,6 +24,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from merl.core.config import ConfigError, StrictModel, apply_overrides, read_yaml, validate
+from merl.core.uri import absolute
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +145,7 @@ def _absolute_paths(base: dict[str, Any], train_cfg) -> dict[str, Any]:
     import copy
 
     def fix(value: str | None) -> str | None:
-        return value if not value or "://" in value else str(Path(value).expanduser().resolve())
+        return absolute(value) if value else value
 
     out = copy.deepcopy(base)
     out.setdefault("data", {})["train_shards"] = fix(train_cfg.data.train_shards)

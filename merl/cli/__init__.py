@@ -7,7 +7,6 @@ and config errors answer instantly.
 from __future__ import annotations
 
 import logging
-import os
 import sys
 
 import typer
@@ -46,8 +45,9 @@ def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug log
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    from merl.core.env import apply_defaults
+
+    apply_defaults()  # not offline: users may name hub models; the bundled default needs none
     from merl.cluster.config import apply_cluster_defaults
 
     apply_cluster_defaults()

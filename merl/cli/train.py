@@ -39,6 +39,7 @@ def write_run_summary(result) -> dict:
 
     `merl export --run RUN` reads it, so users need not look up checkpoint folder names."""
     from merl.core.io import atomic_write_text
+    from merl.core.uri import is_uri, local_path
     from merl.training.loop import SCORE
 
     best = max(result.best_checkpoints or [], key=lambda cm: cm[1].get(SCORE, float("-inf")), default=None)
@@ -49,8 +50,8 @@ def write_run_summary(result) -> dict:
         "best_score": best[1].get(SCORE) if best else None,
         "metrics": {k: v for k, v in (result.metrics or {}).items() if isinstance(v, (int, float))},
     }
-    if "://" not in result.path:
-        atomic_write_text(Path(result.path) / "result.json", json.dumps(summary, indent=2))
+    if not is_uri(result.path):
+        atomic_write_text(Path(local_path(result.path)) / "result.json", json.dumps(summary, indent=2))
     return summary
 
 

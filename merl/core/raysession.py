@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping
 from typing import Any
+
+from merl.core import env
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +61,25 @@ def _default_target() -> tuple[str | None, int | None]:
     return _defaults["address"], _defaults["num_cpus"]
 
 
+def runtime_env_for(runtime_env: dict[str, Any] | None = None,
+                    environ: Mapping[str, str] | None = None) -> dict[str, Any] | None:
+    """The ``runtime_env`` for ``ray.init``: the caller's, plus :func:`merl.core.env.worker_env_vars`
+    so that workers see the driver's offline/tokenizer settings (the caller's values win).
+
+    In a submitted job's driver Ray merges the job's runtime env into this one and refuses
+    when both set the same variable; the job's own vars already reach its workers, so those
+    are not forwarded again.
+    """
+    forwarded = env.worker_env_vars(environ)
+    job_vars = env.job_env_vars(environ)
+    if job_vars is not None:
+        forwarded = {k: v for k, v in forwarded.items() if k not in job_vars}
+    runtime_env = dict(runtime_env or {})
+    if forwarded:
+        runtime_env["env_vars"] = {**forwarded, **runtime_env.get("env_vars", {})}
+    return runtime_env or None
+
+
 def ensure_ray(address: str | None = None, num_cpus: int | None = None, **init_kwargs):
     """Initialise Ray once per process and return the ``ray`` module.
 
@@ -73,20 +95,12 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None, **init_k
     if address is None:
         address, configured_cpus = _default_target()
         num_cpus = num_cpus or configured_cpus
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    env_vars = {
-        k: os.environ[k]
-        for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "TOKENIZERS_PARALLELISM", "PYTHONPATH")
-        if k in os.environ
-    }
-    runtime_env = init_kwargs.pop("runtime_env", None) or {}
-    if env_vars:
-        runtime_env = {**runtime_env, "env_vars": {**env_vars, **runtime_env.get("env_vars", {})}}
+    env.disable_ray_telemetry()
     kwargs = dict(
         include_dashboard=False,
         log_to_driver=True,
         configure_logging=False,
-        runtime_env=runtime_env or None,
+        runtime_env=runtime_env_for(init_kwargs.pop("runtime_env", None)),
         **init_kwargs,
     )
     if address:

@@ -7,8 +7,9 @@ machine reaches the hub or has it cached) or by local path (e.g. MedCPT-Query-En
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
+
+from merl.core import env
 
 DEFAULT_TEXT_MODEL = "all-MiniLM-L6-v2"
 _DEFAULT_ALIASES = {"default", "all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"}
@@ -28,8 +29,7 @@ def resolve_text_model(name_or_path: str | None = None) -> str:
     """
     name = name_or_path or DEFAULT_TEXT_MODEL
     if name.lower() in _DEFAULT_ALIASES:
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        env.go_offline()
         return str(bundled_minilm_path())
     return name
 
