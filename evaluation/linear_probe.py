@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from merl.evaluation.metrics import task_metrics
+from merl.training.metrics import task_metrics
 
 if TYPE_CHECKING:
     from merl.training.data.config import DataConfig
@@ -115,8 +115,9 @@ def evaluate_linear_probe(
 ) -> LinearProbeResult:
     """Linear-probe macro AUC of ``model``'s frozen ECG encoder on one task."""
     from merl.core.tasks import get_task
-    from merl.evaluation.embed import embed_ecgs
-    from merl.evaluation.zeroshot import is_synthetic, split_labels
+    from merl.evaluation.zeroshot import is_synthetic
+    from merl.training.data.tasklabels import split_labels
+    from merl.training.embed import embed_ecgs
 
     task = get_task(task_name)
     model.to(device)

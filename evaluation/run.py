@@ -21,8 +21,9 @@ def run_evaluation(cfg: EvalConfig, model=None, tokenizer=None, data_cfg=None) -
     from pathlib import Path
 
     from merl.evaluation.linear_probe import evaluate_linear_probe
-    from merl.evaluation.zeroshot import evaluate_zeroshot, load_prompts
+    from merl.evaluation.zeroshot import evaluate_zeroshot
     from merl.training.data.manifest import read_manifest
+    from merl.training.zeroshot import load_prompts
 
     for shards in cfg.tasks.values():
         read_manifest(shards)  # fail fast, before loading the model, on a missing/unprepared folder

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from merl.core.tasks import TASKS
-from merl.evaluation.labels import kept_labels, label_matrix, ptbxl_statements, record_labels
+from merl.training.data.tasklabels import kept_labels, label_matrix, ptbxl_statements, record_labels
 
 # ecg_id -> hand-checked labels against ptbxl_scp_statements.csv (likelihoods ignored).
 EXPECTED = {

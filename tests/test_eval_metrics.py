@@ -7,7 +7,7 @@ import math
 import numpy as np
 from sklearn.metrics import f1_score, roc_auc_score
 
-from merl.evaluation.metrics import best_f1, class_metrics, task_metrics
+from merl.training.metrics import best_f1, class_metrics, task_metrics
 
 
 def test_best_f1_by_hand():

@@ -11,7 +11,9 @@ from eval_fixtures import write_shards
 
 from merl.core.tasks import TASKS
 from merl.evaluation.report import EvalReport, write_report
-from merl.evaluation.zeroshot import evaluate_zeroshot, is_synthetic, resolve_prompts, split_labels
+from merl.evaluation.zeroshot import evaluate_zeroshot, is_synthetic
+from merl.training.data.tasklabels import split_labels
+from merl.training.zeroshot import resolve_prompts
 
 torch = pytest.importorskip("torch")
 
@@ -77,15 +79,16 @@ def test_zeroshot_end_to_end_and_report(tiny_model, shards, tmp_path):
     assert math.isfinite(res.macro_auc)
 
     # Scores are aligned with records: recompute one row straight from the model.
-    from merl.evaluation.embed import embed_texts, iter_signal_batches
+    from merl.training.data.scan import iter_signal_batches
     from merl.training.data.transforms import decode_batch, prepare_ecg_batch
+    from merl.training.zeroshot import class_embeddings
 
     batch = next(iter_signal_batches(shards, "val", ids=["ptbxl:val002"])).to_pydict()
     x = torch.from_numpy(prepare_ecg_batch(decode_batch(batch), 500, data_cfg))
     model.eval()
     with torch.inference_mode():
-        e = torch.nn.functional.normalize(model.encode_ecg(x), dim=-1).numpy()
-    t = embed_texts(model, tok, [res.prompts[lab] for lab in res.labels], data_cfg.max_text_tokens)
+        e = model.encode_ecg(x, normalize=True).numpy()
+    t = class_embeddings(model, tok, [res.prompts[lab] for lab in res.labels], data_cfg.max_text_tokens).numpy()
     np.testing.assert_allclose(res.scores[2], (e @ t.T)[0], atol=1e-5)
     assert res.y_true[2].tolist() == [0, 0, 0, 1, 0]  # val002 = CLBBB -> CD
 

@@ -121,7 +121,7 @@ def test_wheel_has_one_top_level_name_and_imports(tmp_path):
     (wheel,) = wheel_dir.glob("merl_ray-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert {n.split("/")[0] for n in names} == {"merl", wheel.name.split("-")[0] + "-" + wheel.name.split("-")[1] + ".dist-info"}
-    assert "merl/knowledge/entries/rhythm.yaml" in names and "merl/evaluation/data/ptbxl_statements.csv" in names
+    assert "merl/knowledge/entries/rhythm.yaml" in names and "merl/training/data/ptbxl_statements.csv" in names
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)],
                    check=True, cwd=tmp_path)
     probe = ("import merl.training.loop, merl.evaluation.run, merl.knowledge.kb, merl.cluster.jobs, merl.cli;"

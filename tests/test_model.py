@@ -67,3 +67,16 @@ def test_fixed_temperature_is_not_trained():
                     LossConfig(learnable=False, temperature=0.05))
     assert not m.logit_scale.requires_grad
     assert torch.allclose(m.logit_scale.exp(), torch.tensor([20.0]))
+
+
+def test_encode_normalize_gives_unit_rows_of_the_same_direction(model_and_batch):
+    model, (ecg, ids, mask) = model_and_batch
+    model.eval()
+    with torch.no_grad():
+        raw_e, raw_t = model.encode_ecg(ecg), model.encode_text(ids, mask)
+        unit_e, unit_t = model.encode_ecg(ecg, normalize=True), model.encode_text(ids, mask, normalize=True)
+    model.train()
+    for raw, unit in ((raw_e, unit_e), (raw_t, unit_t)):
+        assert unit.dtype == torch.float32
+        assert torch.allclose(unit.norm(dim=-1), torch.ones(len(unit)), atol=1e-5)
+        assert torch.allclose(unit * raw.norm(dim=-1, keepdim=True), raw, atol=1e-5)

@@ -57,3 +57,14 @@ def test_cli_reports_missing_shards_cleanly(tmp_path):
     cfg.write_text(f"data:\n  train_shards: {tmp_path / 'none'}\n")
     res = CliRunner().invoke(app, ["train", "--config", str(cfg), "train.num_workers=1"])
     assert isinstance(res.exception, FileNotFoundError) and "merl data prepare" in str(res.exception)
+
+
+def test_both_steppers_implement_the_stepper_protocol():
+    """The loop asks a stepper, never which backend it is: both must offer every method."""
+    from merl.training.loop import Stepper, _DDPStepper, _DeepSpeedStepper
+
+    methods = [n for n, v in vars(Stepper).items() if callable(v) and not n.startswith("_")]
+    assert {"cast_input", "forward", "backward_step", "lr", "optimizer_state", "load_optimizer"} <= set(methods)
+    for cls in (_DDPStepper, _DeepSpeedStepper):
+        assert all(callable(getattr(cls, n, None)) for n in methods), cls
+        assert isinstance(cls.sharded, bool)

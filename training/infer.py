@@ -1,7 +1,8 @@
 """Zero-shot scoring with an exported bundle: ECGs x class prompts -> per-class probabilities.
 
 Used by ``merl classify``. Inputs are one WFDB record (read and canonicalised with the
-ingestion readers) or a prepared shard folder (every split).
+ingestion readers) or a prepared shard folder (every split). Scores come from
+:mod:`merl.training.zeroshot`, the path training validation and ``merl evaluate`` use.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from merl.training.data.schema import TARGET_FS
 from merl.training.data.transforms import prepare_ecg_batch
 from merl.training.export import Bundle
 from merl.training.loss import MAX_LOGIT_SCALE
+from merl.training.zeroshot import class_embeddings, zero_shot_scores
 
 
 def load_inputs(path: str | Path) -> tuple[list[str], np.ndarray, int]:
@@ -47,17 +49,14 @@ def load_inputs(path: str | Path) -> tuple[list[str], np.ndarray, int]:
 @torch.no_grad()
 def score(bundle: Bundle, signals_mv: np.ndarray, fs: int, prompts: Mapping[str, str],
           batch_size: int = 64) -> np.ndarray:
-    """Softmax over classes of scaled cosine similarity (ECG vs each class prompt): [N, C]."""
+    """Softmax over classes of the logit-scaled cosine similarity (ECG vs each class prompt): [N, C]."""
     model, cfg = bundle.model, bundle.config
     device = next(model.parameters()).device
-    tok = bundle.tokenizer(list(prompts.values()), padding=True, truncation=True,
-                           max_length=cfg.data.max_text_tokens, return_tensors="pt")
-    text = torch.nn.functional.normalize(
-        model.encode_text(tok["input_ids"].to(device), tok["attention_mask"].to(device)).float(), dim=-1)
+    text = class_embeddings(model, bundle.tokenizer, prompts, cfg.data.max_text_tokens)
     scale = model.logit_scale.detach().float().clamp(max=MAX_LOGIT_SCALE).exp()
     out = []
     for i in range(0, len(signals_mv), batch_size):
         x = torch.from_numpy(prepare_ecg_batch(signals_mv[i: i + batch_size], fs, cfg.data)).to(device)
-        ecg = torch.nn.functional.normalize(model.encode_ecg(x).float(), dim=-1)
-        out.append(torch.softmax(scale * ecg @ text.t(), dim=-1).cpu().numpy())
+        logits = zero_shot_scores(model.encode_ecg(x, normalize=True), text, scale)
+        out.append(torch.softmax(logits, dim=-1).cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, len(prompts)), np.float32)

@@ -1,22 +1,24 @@
 """``train_loop_per_worker``: the one MERL training loop, for both DDP and DeepSpeed.
 
 Runs inside each Ray Train worker. Backend-specific code is limited to wrapping the model
-(:class:`_DDPStepper` / :class:`_DeepSpeedStepper`: backward, accumulation, clipping, step)
-and to where optimizer state lives; data, loss, validation, logging and checkpointing are
-shared, so both backends train (and resume) the same way.
+(:class:`_DDPStepper` / :class:`_DeepSpeedStepper`, both a :class:`Stepper`: input dtype,
+backward, accumulation, clipping, step) and to where optimizer state lives; data, loss,
+validation, logging and checkpointing are shared, so both backends train (and resume) the
+same way. The loop is :func:`restore`, then per epoch :func:`run_epoch`,
+:func:`validate_epoch` and :func:`report` (which also checkpoints).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
 import random
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -82,7 +84,38 @@ def deepspeed_config(cfg: TrainConfig, world_size: int) -> dict[str, Any]:
     }
 
 
+class Stepper(Protocol):
+    """What the loop needs from a backend, so no code outside the two steppers asks which one it has.
+
+    ``module`` is the unwrapped ``MERLModel`` (validation, checkpoint weights); ``sharded``
+    says each rank saves its own optimizer partition (DeepSpeed ZeRO) rather than rank 0 one
+    full state (DDP).
+    """
+
+    module: torch.nn.Module
+    scheduler: Any
+    sharded: bool
+
+    def cast_input(self, ecg: torch.Tensor) -> torch.Tensor:
+        """The ECG batch in the dtype the engine's weights expect (bf16 under DeepSpeed bf16)."""
+        ...
+
+    def forward(self, ecg: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]: ...
+
+    def backward_step(self, loss: torch.Tensor) -> bool:
+        """Backward one micro-batch; True when that completed an optimizer step."""
+        ...
+
+    def lr(self) -> float: ...
+
+    def optimizer_state(self) -> dict: ...
+
+    def load_optimizer(self, ckpt: LoadedCheckpoint) -> None: ...
+
+
 class _DDPStepper:
+    sharded = False
+
     def __init__(self, model, cfg: TrainConfig):
         import ray.train.torch
 
@@ -93,9 +126,12 @@ class _DDPStepper:
         self.micro = 0
         self.autocast = use_bf16(cfg)
 
+    def cast_input(self, ecg):
+        return ecg  # fp32 weights; bf16 comes from autocast inside forward only
+
     def forward(self, ecg, ids, mask):
         with torch.autocast(ecg.device.type, dtype=torch.bfloat16, enabled=self.autocast):
-            return self.model(ecg, ids, mask)
+            return self.model(self.cast_input(ecg), ids, mask)
 
     def backward_step(self, loss) -> bool:
         self.micro += 1
@@ -122,8 +158,6 @@ class _DDPStepper:
         else:
             log.warning("checkpoint %s has no DDP optimizer state (saved by DeepSpeed): Adam moments restart", ckpt.path)
 
-    sharded = False
-
     def lr(self) -> float:
         return self.optimizer.param_groups[0]["lr"]
 
@@ -144,8 +178,11 @@ class _DeepSpeedStepper:
         self.bf16 = use_bf16(cfg)
         self.world_size = world_size
 
+    def cast_input(self, ecg):
+        return ecg.to(torch.bfloat16) if self.bf16 else ecg  # the engine holds bf16 weights, no autocast
+
     def forward(self, ecg, ids, mask):
-        return self.engine(ecg.to(torch.bfloat16) if self.bf16 else ecg, ids, mask)
+        return self.engine(self.cast_input(ecg), ids, mask)
 
     def backward_step(self, loss) -> bool:
         boundary = self.engine.is_gradient_accumulation_boundary()
@@ -210,13 +247,13 @@ def _all_gather_objects(obj: Any) -> list[Any]:
 
 
 @torch.no_grad()
-def validate(stepper, shard, collate, cfg: TrainConfig, device) -> dict[str, float]:
+def validate(stepper: Stepper, shard, collate, cfg: TrainConfig, device) -> dict[str, float]:
     """Validation loss + ECG->report retrieval over the whole (all workers') held-out split."""
     module = stepper.module
     module.eval()
     losses, ecg_embs, txt_embs, reports = [], [], [], []
     for batch in shard.iter_torch_batches(batch_size=cfg.data.batch_size, collate_fn=collate, device=device):
-        ecg = batch["ecg"].to(torch.bfloat16) if isinstance(stepper, _DeepSpeedStepper) and stepper.bf16 else batch["ecg"]
+        ecg = stepper.cast_input(batch["ecg"])
         out = module(ecg, batch["input_ids"], batch["attention_mask"])
         losses.append((float(clip_loss(out["ecg"], out["text"], out["logit_scale"], gather=False)[0]), len(ecg)))
         ecg_embs.append(out["ecg"].float().cpu())
@@ -240,23 +277,26 @@ def validate(stepper, shard, collate, cfg: TrainConfig, device) -> dict[str, flo
 
 
 def zeroshot_validation(module, cfg: TrainConfig, device) -> dict[str, float]:
-    """Mean macro AUC over ``cfg.eval.tasks`` (rank 0 computes, every rank gets the value)."""
+    """Mean macro AUC over ``cfg.eval.tasks`` (rank 0 computes, every rank gets the value).
+
+    Scored by :func:`merl.training.zeroshot.score_split`, the path ``merl evaluate`` uses,
+    so the metric that ranks checkpoints is the one the benchmark reports.
+    """
     if not cfg.eval.tasks:
         return {}
     value = None
     if not dist.is_initialized() or dist.get_rank() == 0:
-        from merl.evaluation.zeroshot import evaluate_zeroshot
         from merl.training.data.loader import _tokenizer
+        from merl.training.metrics import task_metrics
+        from merl.training.zeroshot import load_prompts, score_split
 
-        prompts = json.loads(Path(cfg.eval.prompts).read_text()) if cfg.eval.prompts else None
         module.eval()
         aucs = {}
         for task in cfg.eval.tasks:
-            task_prompts = prompts.get(task, prompts) if isinstance(prompts, dict) else None
-            res = evaluate_zeroshot(module, _tokenizer(cfg.model.text_model), task, cfg.eval.shards[task], cfg.data,
-                                    prompts=task_prompts, split=cfg.eval.split, batch_size=cfg.eval.batch_size,
-                                    device=str(device))
-            aucs[f"val_zeroshot_auc_{task}"] = float(res.macro_auc)
+            prompts = load_prompts(cfg.eval.prompts, task) if cfg.eval.prompts else None
+            s = score_split(module, _tokenizer(cfg.model.text_model), task, cfg.eval.shards[task], cfg.data,
+                            prompts=prompts, split=cfg.eval.split, batch_size=cfg.eval.batch_size, device=str(device))
+            aucs[f"val_zeroshot_auc_{task}"] = float(task_metrics(s.y, s.scores, s.labels).macro_auc)
         module.train()
         value = {"val_zeroshot_auc": float(np.mean(list(aucs.values()))), **aucs}
     if dist.is_initialized() and dist.get_world_size() > 1:
@@ -266,11 +306,158 @@ def zeroshot_validation(module, cfg: TrainConfig, device) -> dict[str, float]:
     return value
 
 
+@dataclass
+class _Worker:
+    """What the pieces of one worker's loop share: config, placement, backend, progress, sinks."""
+
+    cfg: TrainConfig
+    rank: int
+    world: int
+    device: Any
+    stepper: Stepper
+    state: TrainState
+    metrics_log: MetricsLogger
+    collate: Collate
+    crash_hook: dict | None = None
+    last_saved: int = -1  # step of the last checkpoint written (never write one step twice)
+    t_last: float = field(default_factory=time.perf_counter)  # throughput window, across epochs
+    n_last: int = 0
+
+
+def restore(cfg: TrainConfig, run_dir: str | None, rank: int, world: int, device) -> tuple[Stepper, TrainState]:
+    """Model, backend and TrainState, continued from the run's latest valid checkpoint if any.
+
+    Weights load before the backend wraps the model (DeepSpeed copies them into its engine);
+    optimizer and scheduler state after, into what the backend built. Reseeding by step
+    makes a resumed run draw as the uninterrupted one would have.
+    """
+    resumed = _resume(run_dir, tempfile.mkdtemp(prefix="merl-ckpt-"))
+    model = build_model(cfg.model, cfg.loss)
+    state = TrainState(seed=cfg.train.seed, backend=cfg.train.backend, world_size=world,
+                       zero_stage=cfg.train.zero_stage if cfg.train.backend == "deepspeed" else 0)
+    if resumed is not None:
+        model.load_state_dict(resumed.weights)
+        state.epoch, state.step = resumed.state.epoch, resumed.state.step
+        state.batch_in_epoch, state.samples_seen = resumed.state.batch_in_epoch, resumed.state.samples_seen
+        state.best_score = resumed.state.best_score
+        seed_everything(cfg.train.seed, rank, state.step)
+    stepper: Stepper = (_DeepSpeedStepper(model, cfg, world) if cfg.train.backend == "deepspeed"
+                        else _DDPStepper(model.to(device), cfg))
+    if resumed is not None:
+        stepper.load_optimizer(resumed)
+        if resumed.scheduler is not None:
+            stepper.scheduler.load_state_dict(resumed.scheduler)
+        if rank == 0:
+            log.info("resumed from %s at epoch %d step %d (lr %.3g)", resumed.path, state.epoch, state.step, stepper.lr())
+    return stepper, state
+
+
+def report(w: _Worker, metrics: dict[str, Any], with_checkpoint: bool) -> None:
+    """``ray.train.report`` the metrics, with a checkpoint unless this step already has one.
+
+    Every rank reports (Ray Train requires it); DeepSpeed ranks each save their optimizer
+    partition, DDP only rank 0 (weights always from rank 0).
+    """
+    import ray.train
+    from ray.train import Checkpoint
+
+    state, stepper = w.state, w.stepper
+    metrics = {**metrics, "step": state.step, "epoch": state.epoch, "samples_seen": state.samples_seen}
+    score = state.best_score if state.best_score is not None else NO_SCORE
+    metrics[SCORE] = metrics.get(SCORE, score)
+    if not with_checkpoint or state.step == w.last_saved:
+        ray.train.report(metrics)
+        return
+    with tempfile.TemporaryDirectory(prefix="merl-ckpt-out-") as tmp:
+        write_checkpoint(tmp, rank=w.rank, state=state, model=stepper.module if w.rank == 0 else None,
+                         optimizer_state=stepper.optimizer_state() if (stepper.sharded or w.rank == 0) else None,
+                         sharded_optimizer=stepper.sharded, scheduler_state=stepper.scheduler.state_dict(),
+                         config_json=w.cfg.model_dump_json(indent=2))
+        ckpt = Checkpoint.from_directory(tmp) if (stepper.sharded or w.rank == 0) else None
+        ray.train.report(metrics, checkpoint=ckpt, checkpoint_dir_name=f"checkpoint_step{state.step:08d}")
+    w.last_saved = state.step
+
+
+def _log_train(w: _Worker, metrics: dict[str, float]) -> None:
+    """Every ``log_every`` steps: throughput since the last line, progress line, metric sinks."""
+    state = w.state
+    dt = time.perf_counter() - w.t_last
+    metrics["samples_per_s"] = w.n_last / dt if dt > 0 else 0.0
+    w.t_last, w.n_last = time.perf_counter(), 0
+    if w.rank == 0:
+        log.info("epoch %d step %d loss %.4f (clip %.4f uni %.4f) top1 %.2f lr %.3g | %.1f samples/s",
+                 state.epoch, state.step, metrics["loss"], metrics["loss_clip"], metrics["loss_uni"],
+                 metrics["train_top1"], metrics["lr"], metrics["samples_per_s"])
+    w.metrics_log.log(state.step, metrics, "train")
+
+
+def run_epoch(w: _Worker, train_shard, loss_fn: MERLLoss, last_val: dict[str, float]) -> bool:
+    """Train through the rest of ``state.epoch``; True when ``max_steps`` is reached.
+
+    A resumed epoch skips the micro-batches consumed before its checkpoint. Mid-epoch
+    checkpoints (``every_n_steps``) carry the latest validation metrics.
+    """
+    cfg, state, stepper = w.cfg, w.state, w.stepper
+    max_steps = cfg.train.max_steps
+    skip = state.batch_in_epoch
+    it = train_shard.iter_torch_batches(
+        batch_size=cfg.data.batch_size, collate_fn=w.collate, drop_last=True, device=w.device,
+        prefetch_batches=cfg.data.prefetch, local_shuffle_buffer_size=cfg.data.batch_size * 4,
+        local_shuffle_seed=cfg.train.seed + state.epoch,
+    )
+    done = False
+    for i, batch in enumerate(it):
+        if i < skip:
+            continue  # consumed before the checkpoint this run resumed from
+        out = stepper.forward(batch["ecg"], batch["input_ids"], batch["attention_mask"])
+        loss = loss_fn(out)
+        stepped = stepper.backward_step(loss.total)
+        state.batch_in_epoch = i + 1
+        state.samples_seen += len(batch["ecg"]) * w.world
+        w.n_last += len(batch["ecg"]) * w.world
+        if not stepped:
+            continue
+        state.step += 1
+        _maybe_test_crash(w.crash_hook, w.rank, state.step)
+        train_metrics = {"loss": float(loss.total.detach()), "loss_clip": float(loss.clip), "loss_uni": float(loss.uni),
+                         "train_top1": loss.top1, "train_top5": loss.top5, "lr": stepper.lr(),
+                         "temperature": float(1.0 / out["logit_scale"].detach().float().clamp(max=MAX_LOGIT_SCALE).exp())}
+        if state.step % cfg.train.log_every == 0:
+            _log_train(w, train_metrics)
+        done = max_steps is not None and state.step >= max_steps
+        if cfg.checkpoint.every_n_steps and state.step % cfg.checkpoint.every_n_steps == 0 and not done:
+            report(w, {**train_metrics, **last_val}, with_checkpoint=True)
+        if done:
+            break
+    if not done:
+        state.epoch, state.batch_in_epoch = state.epoch + 1, 0
+    return done
+
+
+def validate_epoch(w: _Worker, val_shard) -> dict[str, float]:
+    """Held-out loss/retrieval and zero-shot AUC after an epoch; updates the best score.
+
+    The checkpoint score is ``val_zeroshot_auc`` when zero-shot tasks are configured, else
+    ``-val_loss``.
+    """
+    cfg, state = w.cfg, w.state
+    val = validate(w.stepper, val_shard, w.collate, cfg, w.device) if val_shard is not None else {}
+    val.update(zeroshot_validation(w.stepper.module, cfg, w.device))
+    if val:
+        score = val.get("val_zeroshot_auc", -val.get("val_loss", float("inf")))
+        state.best_score = score if state.best_score is None else max(state.best_score, score)
+        val[SCORE] = score
+        if w.rank == 0:
+            log.info("validation after epoch %d step %d: %s", state.epoch, state.step,
+                     ", ".join(f"{k} {v:.4f}" for k, v in val.items()))
+        w.metrics_log.log(state.step, val, "val")
+    return val
+
+
 def train_loop_per_worker(config: dict) -> None:
     """Ray Train entry point. ``config``: {"cfg": TrainConfig as dict, "run_dir": str, "test_crash_once": ...}."""
     import ray.train
     import ray.train.torch
-    from ray.train import Checkpoint
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     cfg = TrainConfig.model_validate(config["cfg"])
@@ -281,105 +468,18 @@ def train_loop_per_worker(config: dict) -> None:
     torch.set_num_threads(max(1, int(cfg.train.cpus_per_worker)))
     seed_everything(cfg.train.seed, rank)
 
-    scratch = tempfile.mkdtemp(prefix="merl-ckpt-")
-    resumed = _resume(run_dir, scratch)
-    model = build_model(cfg.model, cfg.loss)
-    state = TrainState(seed=cfg.train.seed, backend=cfg.train.backend, world_size=world,
-                       zero_stage=cfg.train.zero_stage if cfg.train.backend == "deepspeed" else 0)
-    if resumed is not None:
-        model.load_state_dict(resumed.weights)
-        state.epoch, state.step = resumed.state.epoch, resumed.state.step
-        state.batch_in_epoch, state.samples_seen = resumed.state.batch_in_epoch, resumed.state.samples_seen
-        state.best_score = resumed.state.best_score
-        seed_everything(cfg.train.seed, rank, state.step)
-    stepper = (_DeepSpeedStepper(model, cfg, world) if cfg.train.backend == "deepspeed"
-               else _DDPStepper(model.to(device), cfg))
-    if resumed is not None:
-        stepper.load_optimizer(resumed)
-        if resumed.scheduler is not None:
-            stepper.scheduler.load_state_dict(resumed.scheduler)
-        if rank == 0:
-            log.info("resumed from %s at epoch %d step %d (lr %.3g)", resumed.path, state.epoch, state.step, stepper.lr())
-    del resumed
-
+    stepper, state = restore(cfg, run_dir, rank, world, device)
+    w = _Worker(cfg, rank, world, device, stepper, state, MetricsLogger(run_dir, rank),
+                Collate(pad_id_for(cfg.model.text_model)), crash_hook=config.get("test_crash_once"))
     loss_fn = MERLLoss(cfg.loss.weight_clip, cfg.loss.weight_uni)
-    collate = Collate(pad_id_for(cfg.model.text_model))
-    metrics_log = MetricsLogger(run_dir, rank)
     train_shard = ray.train.get_dataset_shard("train")
     val_shard = ray.train.get_dataset_shard("val") if cfg.data.val_split else None
-    config_json = cfg.model_dump_json(indent=2)
-    last_saved = -1
     last_val: dict[str, float] = {}
-
-    def report(metrics: dict[str, Any], with_checkpoint: bool) -> None:
-        nonlocal last_saved
-        metrics = {**metrics, "step": state.step, "epoch": state.epoch, "samples_seen": state.samples_seen}
-        score = state.best_score if state.best_score is not None else NO_SCORE
-        metrics[SCORE] = metrics.get(SCORE, score)
-        if not with_checkpoint or state.step == last_saved:
-            ray.train.report(metrics)
-            return
-        with tempfile.TemporaryDirectory(prefix="merl-ckpt-out-") as tmp:
-            write_checkpoint(tmp, rank=rank, state=state, model=stepper.module if rank == 0 else None,
-                             optimizer_state=stepper.optimizer_state() if (stepper.sharded or rank == 0) else None,
-                             sharded_optimizer=stepper.sharded, scheduler_state=stepper.scheduler.state_dict(),
-                             config_json=config_json)
-            ckpt = Checkpoint.from_directory(tmp) if (stepper.sharded or rank == 0) else None
-            ray.train.report(metrics, checkpoint=ckpt, checkpoint_dir_name=f"checkpoint_step{state.step:08d}")
-        last_saved = state.step
-
-    max_steps = cfg.train.max_steps
-    done = max_steps is not None and state.step >= max_steps
+    done = cfg.train.max_steps is not None and state.step >= cfg.train.max_steps
     stepper.module.train()
-    t_last, n_last = time.perf_counter(), 0
+    w.t_last = time.perf_counter()
     while state.epoch < cfg.train.epochs and not done:
-        skip = state.batch_in_epoch
-        it = train_shard.iter_torch_batches(
-            batch_size=cfg.data.batch_size, collate_fn=collate, drop_last=True, device=device,
-            prefetch_batches=cfg.data.prefetch, local_shuffle_buffer_size=cfg.data.batch_size * 4,
-            local_shuffle_seed=cfg.train.seed + state.epoch,
-        )
-        for i, batch in enumerate(it):
-            if i < skip:
-                continue  # consumed before the checkpoint this run resumed from
-            out = stepper.forward(batch["ecg"], batch["input_ids"], batch["attention_mask"])
-            loss = loss_fn(out)
-            stepped = stepper.backward_step(loss.total)
-            state.batch_in_epoch = i + 1
-            state.samples_seen += len(batch["ecg"]) * world
-            n_last += len(batch["ecg"]) * world
-            if not stepped:
-                continue
-            state.step += 1
-            _maybe_test_crash(config.get("test_crash_once"), rank, state.step)
-            train_metrics = {"loss": float(loss.total.detach()), "loss_clip": float(loss.clip), "loss_uni": float(loss.uni),
-                             "train_top1": loss.top1, "train_top5": loss.top5, "lr": stepper.lr(),
-                             "temperature": float(1.0 / out["logit_scale"].detach().float().clamp(max=MAX_LOGIT_SCALE).exp())}
-            if state.step % cfg.train.log_every == 0:
-                dt = time.perf_counter() - t_last
-                train_metrics["samples_per_s"] = n_last / dt if dt > 0 else 0.0
-                t_last, n_last = time.perf_counter(), 0
-                if rank == 0:
-                    log.info("epoch %d step %d loss %.4f (clip %.4f uni %.4f) top1 %.2f lr %.3g | %.1f samples/s",
-                             state.epoch, state.step, train_metrics["loss"], train_metrics["loss_clip"],
-                             train_metrics["loss_uni"], loss.top1, train_metrics["lr"], train_metrics["samples_per_s"])
-                metrics_log.log(state.step, train_metrics, "train")
-            done = max_steps is not None and state.step >= max_steps
-            if cfg.checkpoint.every_n_steps and state.step % cfg.checkpoint.every_n_steps == 0 and not done:
-                report({**train_metrics, **last_val}, with_checkpoint=True)
-            if done:
-                break
-        if not done:
-            state.epoch, state.batch_in_epoch = state.epoch + 1, 0
-        last_val = validate(stepper, val_shard, collate, cfg, device) if val_shard is not None else {}
-        last_val.update(zeroshot_validation(stepper.module, cfg, device))
-        if last_val:
-            score = last_val.get("val_zeroshot_auc", -last_val.get("val_loss", float("inf")))
-            state.best_score = score if state.best_score is None else max(state.best_score, score)
-            last_val[SCORE] = score
-            if rank == 0:
-                log.info("validation after epoch %d step %d: %s", state.epoch, state.step,
-                         ", ".join(f"{k} {v:.4f}" for k, v in last_val.items()))
-            metrics_log.log(state.step, last_val, "val")
-        report({**last_val, "lr": stepper.lr()}, with_checkpoint=True)
-    metrics_log.close()
+        done = run_epoch(w, train_shard, loss_fn, last_val)
+        last_val = validate_epoch(w, val_shard)
+        report(w, {**last_val, "lr": stepper.lr()}, with_checkpoint=True)
+    w.metrics_log.close()

@@ -5,13 +5,20 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from merl.training.model.heads import DropoutView, ECGProjection, TextProjection
 
 
+def _unit(z: torch.Tensor) -> torch.Tensor:
+    """L2-normalised rows, in float32: normalised in bf16 (DeepSpeed) they would be unit to ~3 digits only."""
+    return F.normalize(z.float(), dim=-1)
+
+
 class MERLModel(nn.Module):
-    """``encode_ecg`` / ``encode_text`` give projected, *unnormalised* [B, D] embeddings.
+    """``encode_ecg`` / ``encode_text`` give projected [B, D] embeddings; unit rows with
+    ``normalize=True`` (OpenCLIP's convention), as zero-shot scoring needs.
 
     ``forward`` also returns the two dropout views of the (average-pooled) ECG features
     used by the uni-modal alignment loss, and the current logit scale.
@@ -30,12 +37,14 @@ class MERLModel(nn.Module):
             torch.tensor([math.log(1.0 / temperature)]), requires_grad=learnable_temperature
         )
 
-    def encode_ecg(self, x: torch.Tensor) -> torch.Tensor:
+    def encode_ecg(self, x: torch.Tensor, normalize: bool = False) -> torch.Tensor:
         pooled, _ = self.ecg_encoder(x)
-        return self.ecg_proj(pooled)
+        z = self.ecg_proj(pooled)
+        return _unit(z) if normalize else z
 
-    def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return self.text_proj(self.text_encoder(input_ids, attention_mask))
+    def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, normalize: bool = False) -> torch.Tensor:
+        z = self.text_proj(self.text_encoder(input_ids, attention_mask))
+        return _unit(z) if normalize else z
 
     def forward(self, ecg: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> dict[str, torch.Tensor]:
         pooled, avg = self.ecg_encoder(ecg)

@@ -15,6 +15,9 @@ implementation's substring match set ``AF`` for every ``AFIB`` record; not here)
 labels with fewer than 10 records in the whole folder are dropped, as the benchmark does.
 
 A task keeps only the records that carry at least one of its (kept) labels.
+
+This sits in the data layer, not in ``merl.evaluation``, because training-time zero-shot
+validation needs the same labels as ``merl evaluate``.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from importlib import resources
 
 import numpy as np
 
+from merl.core.config import ConfigError
 from merl.core.tasks import CPSC_CLASSES, Task
 
 log = logging.getLogger(__name__)
@@ -52,7 +56,7 @@ def published_name(code: str) -> str:
 
 @dataclass(frozen=True)
 class Statement:
-    """One row of the PTB-XL SCP statement table (``evaluation/data/ptbxl_statements.csv``)."""
+    """One row of the PTB-XL SCP statement table (``training/data/ptbxl_statements.csv``)."""
 
     code: str  # as in scp_statements.csv, underscores included
     description: str
@@ -66,7 +70,7 @@ class Statement:
 @lru_cache(maxsize=1)
 def ptbxl_statements() -> dict[str, Statement]:
     """The 71 SCP statements keyed by published name (no underscores)."""
-    text = resources.files("merl.evaluation").joinpath("data/ptbxl_statements.csv").read_text()
+    text = resources.files("merl.training.data").joinpath("ptbxl_statements.csv").read_text()
     out: dict[str, Statement] = {}
     for row in csv.DictReader(text.splitlines()):
         st = Statement(
@@ -172,3 +176,29 @@ def kept_labels(
     if dropped:
         log.info("%s: labels with fewer than %d records dropped: %s", task.name, minimum, dropped)
     return kept, dropped
+
+
+@dataclass
+class SplitLabels:
+    ids: np.ndarray  # (n,) record ids of the kept records, sorted
+    matrix: LabelMatrix
+
+
+def split_labels(task: Task, shards_dir: str, split: str) -> SplitLabels:
+    """The task's label matrix for one split (rare labels counted over the whole folder)."""
+    from merl.training.data.scan import read_label_table
+
+    table = read_label_table(shards_dir)
+    sources = set(table.column("source").unique().to_pylist())
+    if table.num_rows and task.source not in sources:
+        raise ConfigError(f"task {task.name} reads {task.source} records, but {shards_dir} holds "
+                         f"{', '.join(sorted(sources))} records; pass the {task.source} shard folder")
+    codes_all = table.column("labels").to_pylist()
+    kept, dropped = kept_labels(task, codes_all)
+    splits = np.array(table.column("split").to_pylist(), dtype=object)
+    ids = np.array(table.column("id").to_pylist(), dtype=object)
+    in_split = np.flatnonzero(splits == split)
+    order = in_split[np.argsort(ids[in_split], kind="stable")]
+    lm = label_matrix(task, [codes_all[i] for i in order], kept)
+    lm.dropped = dropped
+    return SplitLabels(ids[order][lm.rows], lm)

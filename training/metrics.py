@@ -11,6 +11,9 @@ binarised scores at that threshold), with two deliberate differences, both docum
 * A class whose labels take a single value in the split (no positives, or no negatives)
   has no ROC curve: its metrics are NaN and it is left out of the macro means (the
   reference raised or averaged NaN in).
+
+It lives in the training layer because the train loop ranks checkpoints by the same macro
+AUC that ``merl evaluate`` reports.
 """
 
 from __future__ import annotations

@@ -1,0 +1,50 @@
+"""Batched reads of one shard folder outside Ray Data: label table, and signals of a split.
+
+Records are read only through the manifest (never a half-written folder) with pyarrow
+dataset scans, in batches, so a 20k-record split never sits in memory as signals. Used by
+zero-shot scoring and linear probing, which embed a split once rather than stream it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
+
+from merl.training.data.manifest import read_manifest
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+SIGNAL_COLUMNS = ["id", "fs", "signal", "signal_scale"]
+
+
+def _dataset(shards_dir: str):
+    import pyarrow.dataset as ds
+
+    manifest = read_manifest(shards_dir)
+    paths = manifest.shard_paths(shards_dir)
+    if not paths:
+        raise FileNotFoundError(f"{shards_dir}: the manifest lists no shard files")
+    return ds.dataset(paths, format="parquet")
+
+
+def read_label_table(shards_dir: str, splits: Sequence[str] | None = None) -> pa.Table:
+    """``id``, ``source``, ``split``, ``labels`` of every record (optionally of some splits): no signals."""
+    import pyarrow.dataset as ds
+
+    flt = ds.field("split").isin(list(splits)) if splits else None
+    return _dataset(shards_dir).to_table(columns=["id", "source", "split", "labels"], filter=flt)
+
+
+def iter_signal_batches(
+    shards_dir: str, split: str, ids: Sequence[str] | None = None, batch_size: int = 64
+) -> Iterator[pa.RecordBatch]:
+    """Record batches (id, fs, signal, signal_scale) of one split, optionally only ``ids``."""
+    import pyarrow.dataset as ds
+
+    flt = ds.field("split") == split
+    if ids is not None:
+        flt = flt & ds.field("id").isin(list(ids))
+    for batch in _dataset(shards_dir).to_batches(columns=SIGNAL_COLUMNS, filter=flt, batch_size=batch_size):
+        if batch.num_rows:
+            yield batch

@@ -1,0 +1,88 @@
+"""Stream one split of a shard folder through the ECG tower.
+
+Each batch is prepared by :func:`merl.training.data.transforms.prepare_ecg_batch`, exactly
+as in pretraining. Embeddings come back sorted by record id, so results do not depend on
+the order the scanner yields batches in. Zero-shot scoring (:mod:`merl.training.zeroshot`)
+and linear probing both embed through here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+
+from merl.training.data.scan import iter_signal_batches
+
+if TYPE_CHECKING:
+    import torch
+
+    from merl.training.data.config import DataConfig
+
+def _device_dtype(model) -> tuple[torch.device, torch.dtype]:
+    """Where the model's weights live and their float type (bf16 under DeepSpeed bf16)."""
+    import torch
+
+    for p in model.parameters():
+        if p.is_floating_point():
+            return p.device, p.dtype
+    return torch.device("cpu"), torch.float32
+
+
+@dataclass
+class EcgEmbeddings:
+    ids: np.ndarray  # (N,) str, sorted
+    emb: np.ndarray  # (N, D) float32
+
+
+def embed_ecgs(
+    model,
+    shards_dir: str,
+    split: str,
+    data_cfg: DataConfig,
+    ids: Sequence[str] | None = None,
+    batch_size: int = 64,
+    features: Literal["projected", "backbone"] = "projected",
+    progress: bool = True,
+) -> EcgEmbeddings:
+    """ECG embeddings of a split: ``projected`` = unit-norm ``encode_ecg`` (zero-shot);
+    ``backbone`` = the frozen encoder's pooled features before projection (linear probing).
+
+    The model is put in eval mode for the call and restored after (the train loop calls
+    this between epochs).
+    """
+    import torch
+    from tqdm.auto import tqdm
+
+    from merl.training.data.transforms import batch_fs, decode_batch, prepare_ecg_batch
+
+    device, dtype = _device_dtype(model)
+    was_training = model.training
+    model.eval()
+    out_ids: list[str] = []
+    out_emb: list[np.ndarray] = []
+    total = len(ids) if ids is not None else None
+    bar = tqdm(total=total, desc=f"embed {split}", unit="ecg", disable=not progress, leave=False)
+    try:
+        with torch.inference_mode():
+            for batch in iter_signal_batches(shards_dir, split, ids, batch_size):
+                cols = batch.to_pydict()
+                x = prepare_ecg_batch(decode_batch(cols), batch_fs(cols), data_cfg)
+                xt = torch.from_numpy(x).to(device=device, dtype=dtype)
+                if features == "backbone" and hasattr(model, "ecg_encoder"):
+                    z, _ = model.ecg_encoder(xt)
+                else:
+                    z = model.encode_ecg(xt, normalize=True)
+                out_emb.append(z.float().cpu().numpy())
+                out_ids.extend(cols["id"])
+                bar.update(len(cols["id"]))
+    finally:
+        bar.close()
+        model.train(was_training)
+    if not out_ids:
+        return EcgEmbeddings(np.array([], dtype=object), np.zeros((0, 0), dtype=np.float32))
+    id_arr = np.array(out_ids, dtype=object)
+    order = np.argsort(id_arr, kind="stable")
+    return EcgEmbeddings(id_arr[order], np.concatenate(out_emb)[order])

@@ -1,0 +1,182 @@
+"""Zero-shot scoring: the one path from class prompts and ECGs to per-class scores.
+
+Modelled on OpenCLIP's ``zero_shot_classifier``: each class prompt becomes a unit text
+embedding (:func:`class_embeddings`), and an ECG's score for a class is the cosine
+similarity of its unit embedding with that row, scaled by the learned logit scale when
+logits are wanted (:func:`zero_shot_scores`). Training-time validation
+(``val_zeroshot_auc``), ``merl evaluate`` and ``merl classify`` all score through these two
+functions, so the metric that ranks checkpoints is the one reported after export.
+
+:func:`score_split` scores one task's labelled records of a shard split against its class
+prompts; metrics are the caller's (:mod:`merl.training.metrics`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from merl.core.tasks import Task, get_task
+from merl.training.data.tasklabels import ptbxl_statements, published_name, split_labels
+from merl.training.embed import embed_ecgs
+
+if TYPE_CHECKING:
+    import torch
+
+    from merl.training.data.config import DataConfig
+
+log = logging.getLogger(__name__)
+
+
+def class_embeddings(model, tokenizer, prompts: Mapping[str, str] | Sequence[str], max_tokens: int = 128,
+                     batch_size: int = 64) -> torch.Tensor:
+    """Unit text embeddings [C, D] (float32, on the model's device) of the class prompts, in order.
+
+    A mapping's values are the prompts. Prompts are padded per batch only; the model is in
+    eval mode for the call and restored after (the train loop calls this between epochs).
+    """
+    import torch
+
+    texts = list(prompts.values()) if isinstance(prompts, Mapping) else list(prompts)
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    out = []
+    try:
+        with torch.inference_mode():
+            for i in range(0, len(texts), batch_size):
+                tok = tokenizer(texts[i: i + batch_size], padding=True, truncation=True, max_length=max_tokens,
+                                return_tensors="pt")
+                out.append(model.encode_text(tok["input_ids"].to(device), tok["attention_mask"].to(device),
+                                             normalize=True))
+    finally:
+        model.train(was_training)
+    return torch.cat(out) if out else torch.zeros((0, 0))
+
+
+def zero_shot_scores(ecg_emb: torch.Tensor, class_emb: torch.Tensor,
+                     logit_scale: torch.Tensor | float | None = None) -> torch.Tensor:
+    """[N, C] scores of unit ECG rows against unit class rows, on ``ecg_emb``'s device.
+
+    Without ``logit_scale``: cosine similarities (what the AUCs rank). With it (the model's
+    exponentiated, clamped scale): the logits a softmax over classes turns into probabilities.
+    """
+    scores = ecg_emb.float() @ class_emb.to(ecg_emb.device).float().t()
+    return scores if logit_scale is None else logit_scale * scores
+
+
+def load_prompts(path: str | Path, task_name: str | None = None) -> dict[str, str]:
+    """A prompts JSON: ``{label: prompt}`` or ``{task: {label: prompt}}`` (then ``task_name``'s)."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"prompts file not found: {p}")
+    data = json.loads(p.read_text(encoding="utf-8"))
+    if not isinstance(data, dict):
+        raise ValueError(f"{p}: expected a JSON object {{label: prompt}}")
+    if task_name and isinstance(data.get(task_name), dict):
+        data = data[task_name]
+    return {str(k): str(v) for k, v in data.items() if isinstance(v, str)}
+
+
+@cache
+def _knowledge_names(task: Task) -> dict[str, str]:
+    """Preferred names from the knowledge base, if it is installed and resolves the labels
+    (cached: the train loop asks every epoch)."""
+    try:
+        from merl.knowledge.kb import load_entries
+
+        kb = load_entries()
+    except Exception as e:  # noqa: BLE001 - optional dependency: any failure means "no names"
+        log.debug("knowledge base unavailable for default prompts: %s", e)
+        return {}
+    out = {}
+    for lab in task.labels:
+        try:
+            out[lab] = kb.resolve(lab, task.ontology).name
+        except Exception:  # noqa: BLE001 - a label the knowledge base cannot name keeps its code
+            continue
+    return out
+
+
+def default_prompts(task: Task) -> dict[str, str]:
+    """Label -> its preferred name (knowledge base), the SCP statement description, or the code."""
+    names = dict(_knowledge_names(task))
+    statements = ptbxl_statements() if task.ontology == "scp" else {}
+    out = {}
+    for lab in task.labels:
+        if lab in names:
+            out[lab] = names[lab]
+        elif lab in statements:
+            out[lab] = statements[lab].description
+        else:
+            out[lab] = lab
+    return out
+
+
+def resolve_prompts(task: Task, labels: Sequence[str], prompts: Mapping[str, str] | None) -> dict[str, str]:
+    """One prompt per label: the given prompt (``NST`` also found as ``NST_``), else the default."""
+    defaults = default_prompts(task)
+    given = {published_name(k): v for k, v in (prompts or {}).items()}
+    missing = [lab for lab in labels if lab not in given]
+    if prompts and missing:
+        log.warning("%s: no prompt for %s; using the default (label name)", task.name, missing)
+    return {lab: given.get(lab, defaults[lab]) for lab in labels}
+
+
+@dataclass
+class SplitScores:
+    """One task's labelled records of a split, scored against the task's class prompts."""
+
+    task: str
+    split: str
+    ids: np.ndarray  # (n,) record ids, sorted
+    labels: list[str]  # the task's kept labels, in its published order
+    y: np.ndarray  # (n, C) uint8
+    scores: np.ndarray  # (n, C) cosine similarities
+    prompts: dict[str, str]  # label -> prompt used
+    dropped: dict[str, int]  # labels below the task's minimum record count
+
+
+def score_split(
+    model,
+    tokenizer,
+    task_name: str,
+    shards_dir: str,
+    data_cfg: DataConfig,
+    prompts: Mapping[str, str] | None = None,
+    split: str = "val",
+    batch_size: int = 64,
+    device: str | None = None,
+    progress: bool = False,
+) -> SplitScores:
+    """Embed the task's labelled ``split`` records and score them against its class prompts.
+
+    ``model`` is an (unwrapped) ``MERLModel``; it is moved to ``device`` if given and left
+    in the train/eval mode it came in. A split without labelled records scores nothing.
+    """
+    import torch
+
+    task = get_task(task_name)
+    sl = split_labels(task, shards_dir, split)
+    labels = list(sl.matrix.labels)
+    prompt_map = resolve_prompts(task, labels, prompts)
+    if len(sl.ids) == 0 or not labels:
+        log.warning("%s: no %s records carry a task label in %s", task_name, split, shards_dir)
+        empty = np.zeros((0, len(labels)))
+        return SplitScores(task_name, split, sl.ids, labels, empty.astype(np.uint8), empty, prompt_map,
+                           sl.matrix.dropped)
+    if device is not None:
+        model.to(device)
+    text = class_embeddings(model, tokenizer, [prompt_map[lab] for lab in labels], data_cfg.max_text_tokens)
+    ecg = embed_ecgs(model, shards_dir, split, data_cfg, ids=list(sl.ids), batch_size=batch_size, progress=progress)
+    if len(ecg.ids) != len(sl.ids) or not np.array_equal(ecg.ids, sl.ids):
+        raise RuntimeError(f"{shards_dir}: read {len(ecg.ids)} signals for {len(sl.ids)} labelled {split} records")
+    scores = zero_shot_scores(torch.from_numpy(ecg.emb), text).cpu().numpy()
+    return SplitScores(task_name, split, sl.ids, labels, sl.matrix.y, scores, prompt_map, sl.matrix.dropped)
