@@ -21,7 +21,8 @@ if TYPE_CHECKING:
 
     from merl.training.data.config import DataConfig
 
-def _device_dtype(model) -> tuple[torch.device, torch.dtype]:
+
+def device_dtype(model) -> tuple[torch.device, torch.dtype]:
     """Where the model's weights live and their float type (bf16 under DeepSpeed bf16)."""
     import torch
 
@@ -58,7 +59,7 @@ def embed_ecgs(
 
     from merl.training.data.transforms import batch_fs, decode_batch, prepare_ecg_batch
 
-    device, dtype = _device_dtype(model)
+    device, dtype = device_dtype(model)
     was_training = model.training
     model.eval()
     out_ids: list[str] = []

@@ -85,8 +85,9 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None, **init_k
 
     ``address="auto"`` / ``"ray://host:10001"`` / ``"host:6379"`` connects to a running one.
     ``address=None`` means: ``RAY_ADDRESS`` if set (as inside a submitted Ray Job), else the
-    address given to :func:`set_defaults` (the CLI passes ``ray_config.yaml``'s), else an embedded local cluster with ``num_cpus``
-    CPUs (default: the configured ``local.num_cpus``, else all cores).
+    address given to :func:`set_defaults` (the CLI passes ``ray_config.yaml``'s), else an
+    embedded local cluster with ``num_cpus`` CPUs (default: the configured ``local.num_cpus``,
+    else all cores).
     """
     import ray
 
