@@ -5,10 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import s3_fixtures
 
 from merl.core.env import apply_defaults
 
 apply_defaults(offline=True)  # before any test imports a Hugging Face library: tests never reach a hub
+# Before any Ray cluster starts, so its workers inherit them: AWS clients of this test process
+# tree talk to the loopback S3 server of the `s3` fixture (started only when a test asks).
+S3_ENDPOINT = s3_fixtures.configure_env()
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -20,6 +24,18 @@ def shared_dir() -> Path:
     if not SHARED.is_dir():
         pytest.skip("../shared is absent: real-data conformance check skipped")
     return SHARED
+
+
+@pytest.fixture(scope="session")
+def s3():
+    """A real S3-compatible server (moto) on loopback with an empty bucket; ``s3.uri()`` names fresh locations."""
+    proc = s3_fixtures.start_server(S3_ENDPOINT)
+    try:
+        s3_fixtures.create_bucket()
+        yield s3_fixtures.S3Server(S3_ENDPOINT)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
 
 
 @pytest.fixture(scope="session")
