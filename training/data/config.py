@@ -10,7 +10,7 @@ from merl.core.config import StrictModel
 
 
 class DataConfig(StrictModel):
-    train_shards: str = Field("data/shards", description="shard folder with manifest.json (local path)")
+    train_shards: str = Field("data/shards", description="shard folder with manifest.json (local path or URI, e.g. s3://bucket/shards)")
     train_split: str = "train"
     val_split: str = Field("val", description="manifest split used for validation ('' = none)")
     fs: int = Field(100, ge=50, le=1000, description="model sampling rate (paper: 500)")

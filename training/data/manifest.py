@@ -1,7 +1,8 @@
 """``SHARDS/manifest.json``: what a shard folder holds, written last and atomically.
 
 Training and evaluation list shard files only through the manifest, so a folder with a
-half-finished ``prepare`` run is never read as if complete.
+half-finished ``prepare`` run is never read as if complete. The folder may be local or a
+URI (``s3://bucket/shards``): paths are joined as strings, never through pathlib.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from merl.core.io import atomic_write_text
+from merl.core.io import atomic_write_text, is_file, read_text
+from merl.core.uri import join
 from merl.training.data.schema import SCHEMA_VERSION
 
 MANIFEST_NAME = "manifest.json"
@@ -42,17 +44,16 @@ class Manifest(BaseModel):
     config: dict[str, Any] = Field(default_factory=dict)  # the prepare run's config, as JSON
 
     def shard_paths(self, root: str | Path) -> list[str]:
-        root = str(root).rstrip("/")
-        return [f"{root}/{s.file}" for s in self.shards]
+        return [join(root, s.file) for s in self.shards]
 
 
 def read_manifest(root: str | Path) -> Manifest:
-    path = Path(root) / MANIFEST_NAME
-    if not path.is_file():
+    path = join(root, MANIFEST_NAME)
+    if not is_file(path):
         raise FileNotFoundError(
             f"{root} is not a prepared shard folder (no {MANIFEST_NAME}); run `merl data prepare` first"
         )
-    data = json.loads(path.read_text())
+    data = json.loads(read_text(path))
     if data.get("schema_version") != SCHEMA_VERSION:
         raise ValueError(
             f"{path}: shard schema version {data.get('schema_version')} but this merl-ray reads "
@@ -61,7 +62,7 @@ def read_manifest(root: str | Path) -> Manifest:
     return Manifest.model_validate(data)
 
 
-def write_manifest(root: str | Path, manifest: Manifest) -> Path:
-    path = Path(root) / MANIFEST_NAME
+def write_manifest(root: str | Path, manifest: Manifest) -> str:
+    path = join(root, MANIFEST_NAME)
     atomic_write_text(path, manifest.model_dump_json(indent=2))
     return path

@@ -9,7 +9,8 @@ The driver writes ``quarantine.jsonl`` and, last, ``manifest.json``.
 
 Re-running with the same inputs and config skips tasks whose sidecar fingerprint and shard
 checksum still match, so an interrupted run resumes where it stopped. On a multi-node
-cluster ``out`` must be on storage every node can write (NFS, a shared volume).
+cluster ``out`` must be on storage every node can write: a shared volume, or an object
+store URI (``s3://bucket/shards``, ``gs://...``) written through pyarrow.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from typing import Any, Literal
 from pydantic import Field
 
 from merl.core.config import StrictModel
-from merl.core.io import atomic_write_text
+from merl.core.io import atomic_write_text, listdir, makedirs, remove
+from merl.core.uri import absolute, join
 from merl.training.data.canonical import CanonConfig, canonicalize
 from merl.training.data.manifest import MANIFEST_NAME, QUARANTINE_NAME, Counts, Manifest, ShardInfo, write_manifest
 from merl.training.data.readers import DATASETS, Quarantined, RecordError, RecordRef, make_reader
@@ -70,7 +72,7 @@ class PrepareConfig(StrictModel):
 @dataclass
 class PrepareResult:
     manifest: Manifest
-    out: Path
+    out: str  # absolute local path or URI
     written: int = 0
     skipped: int = 0
     quarantine_reasons: dict[str, int] = field(default_factory=dict)
@@ -167,7 +169,7 @@ def process_shard(row: dict[str, Any], dataset: str, root: str, out: str, cfg_js
     task = json.loads(row["task"])
     cfg = PrepareConfig.model_validate_json(cfg_json)
     rows, bad = process_records(dataset, root, cfg, task["refs"])
-    path = Path(out) / task["file"]
+    path = join(out, task["file"])
     info = None
     if rows:
         sha = write_shard(path, rows, cfg.compression)
@@ -175,23 +177,23 @@ def process_shard(row: dict[str, Any], dataset: str, root: str, out: str, cfg_js
         for r in rows:
             splits[r["split"]] = splits.get(r["split"], 0) + 1
         info = ShardInfo(file=task["file"], rows=len(rows), sha256=sha, splits=splits).model_dump()
-    elif path.exists():
-        path.unlink()
+    else:
+        remove(path)
     done = {"index": task["index"], "fingerprint": task["fingerprint"], "shard": info, "quarantined": bad}
     write_done(path, done)
     return {"done": json.dumps(done)}
 
 
-def _remove_stale(out: Path, n_tasks: int) -> None:
+def _remove_stale(out: str, n_tasks: int) -> None:
     """Shards of an earlier run with more tasks than this one are not part of this dataset."""
-    for p in out.glob(SHARD_GLOB):
+    for name in listdir(out, SHARD_GLOB):
         try:
-            idx = int(p.stem.split("-")[1])
+            idx = int(name.removesuffix(".parquet").split("-")[1])
         except (IndexError, ValueError):
             continue
         if idx >= n_tasks:
-            p.unlink(missing_ok=True)
-            done_path(p).unlink(missing_ok=True)
+            remove(join(out, name))
+            remove(done_path(join(out, name)))
 
 
 def prepare(
@@ -206,8 +208,8 @@ def prepare(
     if dataset not in DATASETS:
         raise ValueError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
     t0 = time.perf_counter()
-    root, out = str(Path(root).resolve()), Path(out).resolve()
-    out.mkdir(parents=True, exist_ok=True)
+    root, out = str(Path(root).resolve()), absolute(out)
+    makedirs(out)
 
     idx = _reader(dataset, root, cfg).index(root)
     refs = idx.refs[: cfg.limit] if cfg.limit else idx.refs
@@ -219,7 +221,7 @@ def prepare(
     done: dict[int, dict] = {}
     pending = []
     for t in tasks:
-        prev = is_complete(out / t["file"], t["fingerprint"])
+        prev = is_complete(join(out, t["file"]), t["fingerprint"])
         if prev is not None:
             done[t["index"]] = prev
         else:
@@ -227,7 +229,7 @@ def prepare(
     skipped = len(done)
     if pending:
         # Until this run's manifest exists the folder must not look complete to a reader.
-        (out / MANIFEST_NAME).unlink(missing_ok=True)
+        remove(join(out, MANIFEST_NAME))
     _remove_stale(out, len(tasks))
     if pending:
         from merl.core.raysession import ensure_ray
@@ -236,7 +238,7 @@ def prepare(
         ds = ray.data.from_items([{"task": json.dumps(t)} for t in pending], override_num_blocks=len(pending))
         ds = ds.map(
             process_shard,
-            fn_kwargs={"dataset": dataset, "root": root, "out": str(out), "cfg_json": cfg.model_dump_json()},
+            fn_kwargs={"dataset": dataset, "root": root, "out": out, "cfg_json": cfg.model_dump_json()},
             num_cpus=1,
             concurrency=cfg.concurrency,
         )
@@ -256,7 +258,7 @@ def prepare(
             for s, n in info.splits.items():
                 counts.by_split[s] = counts.by_split.get(s, 0) + n
     counts.quarantined = len(quarantined)
-    atomic_write_text(out / QUARANTINE_NAME, "".join(json.dumps(q) + "\n" for q in quarantined))
+    atomic_write_text(join(out, QUARANTINE_NAME), "".join(json.dumps(q) + "\n" for q in quarantined))
     manifest = Manifest(
         dataset=dataset,
         counts=counts,
