@@ -16,8 +16,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from merl.core.io import atomic_write_text
+from merl.core.io import atomic_write_text, makedirs
 from merl.core.tasks import TASKS
+from merl.core.uri import join
 from merl.evaluation.linear_probe import LinearProbeResult
 from merl.evaluation.zeroshot import ZeroShotResult
 
@@ -127,18 +128,20 @@ def per_class_table(result: ZeroShotResult):
 
 
 def write_report(report: EvalReport, out_dir: str | Path, plots: bool = True) -> dict[str, Any]:
-    """``results.json`` + ``plots/<task>_roc.png`` and ``plots/<task>_auc.png``; returns the paths."""
+    """``results.json`` + ``plots/<task>_roc.png`` and ``plots/<task>_auc.png``; returns the paths.
+
+    ``out_dir`` may be a URI (``s3://...``); ``results.json`` goes last, once the plots exist."""
     from merl.evaluation.plots import auc_bars, roc_curves
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    written: dict[str, Any] = {"results": str(out / "results.json"), "plots": []}
+    out = str(out_dir)
+    makedirs(out)
+    written: dict[str, Any] = {"results": join(out, "results.json"), "plots": []}
     if plots:
         for r in report.zeroshot:
             if r.n_records:
-                written["plots"].append(str(roc_curves(r, out / "plots" / f"{r.task}_roc.png")))
-                written["plots"].append(str(auc_bars(r, out / "plots" / f"{r.task}_auc.png")))
-    atomic_write_text(out / "results.json", json.dumps(report.to_dict(), indent=2, allow_nan=False))
+                written["plots"].append(str(roc_curves(r, join(out, "plots", f"{r.task}_roc.png"))))
+                written["plots"].append(str(auc_bars(r, join(out, "plots", f"{r.task}_auc.png"))))
+    atomic_write_text(join(out, "results.json"), json.dumps(report.to_dict(), indent=2, allow_nan=False))
     return written
 
 

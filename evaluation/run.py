@@ -18,8 +18,7 @@ def run_evaluation(cfg: EvalConfig, model=None, tokenizer=None, data_cfg=None) -
     (the data config is the one the model was trained with, so signals are prepared alike).
     Returns the report and the paths written.
     """
-    from pathlib import Path
-
+    from merl.core.io import exists, is_file
     from merl.evaluation.linear_probe import evaluate_linear_probe
     from merl.evaluation.zeroshot import evaluate_zeroshot
     from merl.training.data.manifest import read_manifest
@@ -27,12 +26,12 @@ def run_evaluation(cfg: EvalConfig, model=None, tokenizer=None, data_cfg=None) -
 
     for shards in cfg.tasks.values():
         read_manifest(shards)  # fail fast, before loading the model, on a missing/unprepared folder
-    if cfg.prompts and not Path(cfg.prompts).is_file():
+    if cfg.prompts and not is_file(cfg.prompts):
         raise FileNotFoundError(f"prompts file not found: {cfg.prompts}")
     if model is None:
         from merl.training.export import load_bundle
 
-        if not Path(cfg.model).exists():
+        if not exists(cfg.model):
             raise FileNotFoundError(f"model bundle not found: {cfg.model} (train with `merl train`, then export)")
 
         bundle = load_bundle(cfg.model, cfg.device)

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from merl.core.uri import is_uri, local_path
+from merl.core.io import is_file
+from merl.core.uri import join
 from merl.training.data.manifest import read_manifest
 
 if TYPE_CHECKING:
@@ -55,7 +55,7 @@ def is_synthetic(shards_dir: str) -> bool:
     if "synth" in m.dataset.lower() or m.config.get("synthetic"):
         return True
     root = m.config.get("root")
-    return bool(root) and not is_uri(root) and (Path(local_path(root)) / "synthetic.json").is_file()
+    return bool(root) and is_file(join(root, "synthetic.json"))
 
 
 def evaluate_zeroshot(

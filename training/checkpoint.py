@@ -32,7 +32,7 @@ from typing import Any
 
 import torch
 
-from merl.core.io import atomic_write_bytes, atomic_write_text, sha256_file
+from merl.core.io import atomic_write_bytes, atomic_write_text, download_dir, sha256_file
 from merl.core.uri import filesystem, is_uri, join, local_path
 
 log = logging.getLogger(__name__)
@@ -217,12 +217,8 @@ def _materialise(uri_or_path: str, scratch: str) -> str:
     """A local directory holding the checkpoint (downloads remote ones into ``scratch``)."""
     if not is_uri(uri_or_path):
         return local_path(uri_or_path)
-    import pyarrow.fs as pafs
-
-    fs, src = filesystem(uri_or_path)
-    dest = Path(scratch) / PurePosixPath(src).name
-    pafs.copy_files(src, str(dest), source_filesystem=fs, destination_filesystem=pafs.LocalFileSystem())
-    return str(dest)
+    _, src = filesystem(uri_or_path)
+    return str(download_dir(uri_or_path, Path(scratch) / PurePosixPath(src).name))
 
 
 def load_latest_valid(candidates: list[str], scratch: str) -> LoadedCheckpoint | None:

@@ -3,19 +3,28 @@
 ``save_bundle`` writes a folder that loads offline anywhere (no hub, no training code
 paths): ``model.safetensors``, ``train_config.json``, ``text_model/`` (tokenizer files and
 the HF model config). ``load_bundle`` rebuilds the model from those alone.
+
+``train_config.json`` is written last and is what marks a folder as a bundle. At a URI
+(``s3://...``) the bundle is built in a local temporary folder and uploaded file by file,
+that marker last (and removed first when replacing a bundle); loading downloads it first,
+since safetensors and Hugging Face read local files.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import shutil
+import tempfile
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from merl.core.io import atomic_write_text
+from merl.core.io import atomic_write_text, download_dir, is_file, local_copy, upload_dir
+from merl.core.uri import is_uri, join, local_path
 from merl.training.config import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -32,13 +41,21 @@ class Bundle:
     config: TrainConfig
 
 
-def save_bundle(model: torch.nn.Module, cfg: TrainConfig, out_dir: str | Path) -> Path:
-    """Write an inference bundle for ``model`` (a :class:`MERLModel`) trained with ``cfg``."""
+def save_bundle(model: torch.nn.Module, cfg: TrainConfig, out_dir: str | Path) -> Path | str:
+    """Write an inference bundle for ``model`` (a :class:`MERLModel`) trained with ``cfg``.
+
+    Returns the bundle folder: a local Path, or the URI it was uploaded to."""
+    if is_uri(out_dir):
+        with tempfile.TemporaryDirectory(prefix="merl-bundle-") as tmp:
+            save_bundle(model, cfg, Path(tmp) / "bundle")
+            upload_dir(Path(tmp) / "bundle", str(out_dir), last=[CONFIG])
+        log.info("uploaded inference bundle to %s", out_dir)
+        return str(out_dir)
     from safetensors.torch import save_file
 
     from merl.core.textmodel import load_tokenizer, resolve_text_model
 
-    out = Path(out_dir)
+    out = Path(local_path(out_dir))
     out.mkdir(parents=True, exist_ok=True)
     text_dir = out / TEXT_DIR
     load_tokenizer(cfg.model.text_model).save_pretrained(text_dir)
@@ -56,12 +73,13 @@ def save_bundle(model: torch.nn.Module, cfg: TrainConfig, out_dir: str | Path) -
     return out
 
 
-def export_checkpoint(checkpoint_dir: str | Path, out_dir: str | Path) -> Path:
-    """Training checkpoint (see :mod:`merl.training.checkpoint`) -> inference bundle."""
+def export_checkpoint(checkpoint_dir: str | Path, out_dir: str | Path) -> Path | str:
+    """Training checkpoint (see :mod:`merl.training.checkpoint`; local or a URI) -> inference bundle."""
     from merl.training.checkpoint import load_checkpoint
     from merl.training.model import build_model
 
-    ckpt = load_checkpoint(checkpoint_dir)
+    with local_copy(checkpoint_dir) as local:
+        ckpt = load_checkpoint(local)
     if ckpt.config is None:
         raise FileNotFoundError(f"{checkpoint_dir}: checkpoint has no config.json; cannot rebuild the model")
     cfg = TrainConfig.model_validate(ckpt.config)
@@ -71,13 +89,27 @@ def export_checkpoint(checkpoint_dir: str | Path, out_dir: str | Path) -> Path:
 
 
 def load_bundle(path: str | Path, device: str = "cpu") -> Bundle:
-    """Load a bundle written by :func:`save_bundle` (offline; weights via safetensors)."""
+    """Load a bundle written by :func:`save_bundle` (offline; weights via safetensors).
+
+    A bundle at a URI is downloaded to a temporary folder that lives as long as the Bundle
+    (its ``config.model.text_model`` points there)."""
+    if is_uri(path):
+        if not is_file(join(path, CONFIG)):
+            raise FileNotFoundError(f"{path} is not a merl model bundle (no {CONFIG}); create one with `merl export`")
+        tmp = tempfile.mkdtemp(prefix="merl-bundle-")
+        try:
+            bundle = load_bundle(download_dir(str(path), Path(tmp) / "bundle"), device)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        weakref.finalize(bundle, shutil.rmtree, tmp, True)
+        return bundle
     from safetensors.torch import load_file
     from transformers import AutoTokenizer
 
     from merl.training.model import build_model
 
-    root = Path(path)
+    root = Path(local_path(path))
     if not (root / CONFIG).is_file() or not (root / WEIGHTS).is_file():
         raise FileNotFoundError(f"{root} is not a merl model bundle (needs {CONFIG} and {WEIGHTS}); "
                                 "create one with `merl export`")

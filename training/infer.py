@@ -21,21 +21,25 @@ from merl.training.zeroshot import class_embeddings, zero_shot_scores
 
 
 def load_inputs(path: str | Path) -> tuple[list[str], np.ndarray, int]:
-    """(record ids, [N, 12, L] mV, fs) from a WFDB record path (no extension) or a shard folder."""
-    p = Path(path)
-    if p.is_dir():
+    """(record ids, [N, 12, L] mV, fs) from a WFDB record path (no extension) or a shard folder
+    (local or a URI)."""
+    from merl.core.io import is_dir
+    from merl.core.uri import is_uri
+
+    if is_uri(path) or is_dir(path):
         import pyarrow.parquet as pq
 
         from merl.training.data.manifest import read_manifest
         from merl.training.data.transforms import batch_fs, decode_batch
 
         ids, sigs, fs = [], [], TARGET_FS
-        for shard in read_manifest(p).shard_paths(p):
+        for shard in read_manifest(str(path)).shard_paths(str(path)):
             tab = pq.read_table(shard, columns=["id", "fs", "signal", "signal_scale"]).to_pydict()
             ids += tab["id"]
             sigs.append(decode_batch(tab))
             fs = batch_fs(tab)
         return ids, np.concatenate(sigs) if sigs else np.zeros((0, 12, 0), np.float32), fs
+    p = Path(path)
     record = p.with_suffix("") if p.suffix in (".hea", ".dat") else p
     if not record.with_suffix(".hea").is_file():
         raise FileNotFoundError(f"{path}: neither a shard folder (with manifest.json) nor a WFDB record (.hea)")

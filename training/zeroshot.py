@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from merl.core.io import is_file, read_text
 from merl.core.tasks import Task, get_task
 from merl.training.data.tasklabels import ptbxl_statements, published_name, split_labels
 from merl.training.embed import embed_ecgs
@@ -73,11 +74,11 @@ def zero_shot_scores(ecg_emb: torch.Tensor, class_emb: torch.Tensor,
 
 
 def load_prompts(path: str | Path, task_name: str | None = None) -> dict[str, str]:
-    """A prompts JSON: ``{label: prompt}`` or ``{task: {label: prompt}}`` (then ``task_name``'s)."""
-    p = Path(path)
-    if not p.is_file():
+    """A prompts JSON (local path or URI): ``{label: prompt}`` or ``{task: {label: prompt}}`` (then ``task_name``'s)."""
+    p = str(path)
+    if not is_file(p):
         raise FileNotFoundError(f"prompts file not found: {p}")
-    data = json.loads(p.read_text(encoding="utf-8"))
+    data = json.loads(read_text(p))
     if not isinstance(data, dict):
         raise ValueError(f"{p}: expected a JSON object {{label: prompt}}")
     if task_name and isinstance(data.get(task_name), dict):
