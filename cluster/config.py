@@ -34,6 +34,9 @@ class LocalClusterConfig(StrictModel):
         None, ge=1024, le=65535,
         description="Job agent HTTP port (None: a free port; Ray's fixed default clashes with other Ray instances)",
     )
+    client_server_port: int | None = Field(
+        None, ge=1024, le=65535, description="Ray Client (ray://) port of the head (None: a free port, not Ray's shared 10001)",
+    )
     temp_dir: str | None = Field(
         None, description="Ray's session/log folder for `merl cluster up` (None: a fresh /tmp/merl-head-* removed by down)",
     )

@@ -30,6 +30,9 @@ from merl.core.raysession import RaySessionError
 
 log = logging.getLogger(__name__)
 STATE_DIR_VAR = "MERL_STATE_DIR"
+# Set in `ray start`'s environment, so inherited by every process of the head, including the
+# ones whose command line names no temp dir (the Ray Client server, agents, job drivers).
+HEAD_MARK_VAR = "MERL_HEAD_TEMP_DIR"
 
 
 class HeadError(RaySessionError):
@@ -118,6 +121,7 @@ def up(cfg: LocalClusterConfig) -> HeadState:
         "--include-dashboard=true", "--dashboard-host=127.0.0.1",
         f"--dashboard-port={cfg.dashboard_port}",
         f"--dashboard-agent-listen-port={cfg.dashboard_agent_listen_port or _free_port()}",
+        f"--ray-client-server-port={cfg.client_server_port or _free_port()}",
         f"--temp-dir={temp_dir}",
         "--disable-usage-stats",
     ]
@@ -125,7 +129,7 @@ def up(cfg: LocalClusterConfig) -> HeadState:
         cmd.append(f"--num-cpus={cfg.num_cpus}")
     if cfg.num_gpus is not None:
         cmd.append(f"--num-gpus={cfg.num_gpus}")
-    res = subprocess.run(cmd, capture_output=True, text=True)
+    res = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, HEAD_MARK_VAR: temp_dir})
     if res.returncode != 0:
         stop_processes(temp_dir)  # whatever part of the head did start
         if owns:
@@ -201,14 +205,24 @@ def _names_dir(cmdline: list[str], temp_dir: str) -> bool:
     return any(pattern.search(arg) for arg in cmdline)
 
 
+def _marked(p, temp_dir: str) -> bool:
+    import psutil
+
+    try:
+        return p.environ().get(HEAD_MARK_VAR) == temp_dir
+    except psutil.Error:  # another user's process, or gone
+        return False
+
+
 def processes_of(temp_dir: str) -> list:
-    """Processes whose command line names ``temp_dir`` (every Ray daemon of a cluster started
-    with it does), plus all their descendants (workers, job drivers), minus this process."""
+    """Processes of the head that uses ``temp_dir``: those whose command line names it (Ray's
+    daemons do) or that inherited `up`'s mark (all do, the Ray Client server included), plus
+    their descendants (workers, job drivers); never this process."""
     import psutil
 
     found: dict[int, psutil.Process] = {}
     for p in psutil.process_iter(["cmdline"]):
-        if _names_dir(p.info.get("cmdline") or [], temp_dir):
+        if _names_dir(p.info.get("cmdline") or [], temp_dir) or _marked(p, temp_dir):
             found[p.pid] = p
             try:
                 found.update({c.pid: c for c in p.children(recursive=True)})

@@ -85,13 +85,16 @@ def _key(p) -> tuple[int, float]:
 
 
 def _ours(p, descendants: set[int], roots: list[str]) -> bool:
+    """A descendant, a process naming one of our temp dirs, or one that inherited our
+    environment (a daemon of a head `ray start` detached, e.g. the Ray Client server)."""
     if p.pid in descendants:
         return True
     try:
         cmd = " ".join(p.cmdline())
+        marker = p.environ().get("MERL_TEST_RAY_TMP", "")
     except Exception:  # noqa: BLE001 - psutil: gone or not readable
         return False
-    return any(r.rstrip("/") + "/" in cmd for r in roots)
+    return any(r.rstrip("/") + "/" in cmd or (marker + "/").startswith(r.rstrip("/") + "/") for r in roots)
 
 
 def pytest_sessionstart(session):
