@@ -25,6 +25,7 @@ def train_cmd(
     from merl.training.config import TrainConfig
 
     cfg = load_config(TrainConfig, config, overrides or [])
+    _warn_relative_storage_in_job(cfg.checkpoint.storage_path)
     from merl.training.trainer import fit
 
     result = fit(cfg, name=name, address=address, resume=resume)
@@ -32,6 +33,21 @@ def train_cmd(
         raise typer.Exit(1)
     summary = write_run_summary(result, cfg.checkpoint.storage_path)
     typer.echo(json.dumps(summary, indent=2))
+
+
+def _warn_relative_storage_in_job(storage_path: str) -> None:
+    """A submitted job runs in Ray's copy of the working dir, deleted with the job's session:
+    a relative checkpoint folder there is almost never what the user meant."""
+    import logging
+    import os
+
+    from merl.core.env import job_env_vars
+    from merl.core.uri import is_uri, local_path
+
+    if job_env_vars() is not None and not is_uri(storage_path) and not Path(local_path(storage_path)).is_absolute():
+        logging.getLogger(__name__).warning(
+            "checkpoint.storage_path %r is relative: in this Ray job it resolves under %s, Ray's copy of the "
+            "working dir; give an absolute path on shared storage or a URI to keep the run", storage_path, os.getcwd())
 
 
 def write_run_summary(result, storage_path: str | None = None) -> dict:
