@@ -4,8 +4,9 @@ Runs inside each Ray Train worker. Backend-specific code is limited to wrapping 
 (:class:`_DDPStepper` / :class:`_DeepSpeedStepper`, both a :class:`Stepper`: input dtype,
 backward, accumulation, clipping, step, an evaluation view of the weights, and saving and
 loading optimizer state); data, loss, validation, logging and the checkpoint format are
-shared, so both backends train (and resume) the same way. The loop is :func:`restore`, then per epoch :func:`run_epoch`,
-:func:`validate_epoch` and :func:`report` (which also checkpoints).
+shared, so both backends train (and resume) the same way. The loop is :func:`restore`,
+then per epoch :func:`run_epoch`, :func:`validate_epoch` and :func:`report` (which also
+checkpoints).
 """
 
 from __future__ import annotations
@@ -169,12 +170,12 @@ class Stepper(Protocol):
         ...
 
     def full_weights(self) -> dict[str, torch.Tensor] | None:
-        """The whole model's state dict on rank 0 (``None`` elsewhere). Every rank calls it."""
+        """The whole model's state dict, at least on rank 0 (ZeRO-3: ``None`` elsewhere). Every rank calls it."""
         ...
 
     def save(self, directory: str, rank: int) -> list[str]:
-        """Write this rank's optimizer state into ``directory``; the relative paths written.
-        Every rank calls it."""
+        """Write this rank's backend state (optimizer; DeepSpeed: its whole engine checkpoint
+        part) into ``directory``; the relative paths written. Every rank calls it."""
         ...
 
     def load(self, ckpt: LoadedCheckpoint) -> None:
