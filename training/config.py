@@ -6,7 +6,7 @@ is `configs/pretrain_paper.yaml` (500 Hz x 5000, 8 GPUs, DeepSpeed ZeRO-2 bf16).
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -49,12 +49,36 @@ class RunConfigSection(StrictModel):
     num_workers: int = Field(2, ge=1, description="Ray Train workers")
     use_gpu: bool = False
     backend: Literal["ddp", "deepspeed"] = "ddp"
-    zero_stage: int = Field(2, ge=0, le=3, description="DeepSpeed ZeRO stage")
+    zero_stage: int = Field(2, ge=0, le=3, description="DeepSpeed ZeRO stage (3 also partitions the weights)")
+    deepspeed: dict[str, Any] = Field(
+        default_factory=dict,
+        description="merged over the generated DeepSpeed config (offload, bucket sizes, ...); "
+        "batch size, accumulation, clipping, precision, ZeRO stage, optimizer and scheduler come from the other fields",
+    )
     bf16: Literal["auto", "on", "off"] = Field("auto", description="auto = bf16 on GPU only")
     log_every: int = Field(10, ge=1, description="progress line every N steps")
     cpus_per_worker: float = Field(
         0.5, gt=0.0, description="CPUs reserved per worker; leave some free for the Ray Data tasks feeding them"
     )
+
+
+    @model_validator(mode="after")
+    def _deepspeed_keys(self) -> RunConfigSection:
+        owned = {k: v for k, v in _DS_OWNED.items() if k in self.deepspeed}
+        stage = self.deepspeed.get("zero_optimization", {})
+        if isinstance(stage, dict) and "stage" in stage:
+            owned["zero_optimization.stage"] = "train.zero_stage"
+        if owned:
+            raise ValueError("train.deepspeed must not set " + ", ".join(f"{k} (use {v})" for k, v in owned.items()))
+        return self
+
+
+# DeepSpeed keys derived from other fields (two sources for one setting would disagree on resume).
+_DS_OWNED = {
+    "train_batch_size": "data.batch_size", "train_micro_batch_size_per_gpu": "data.batch_size",
+    "gradient_accumulation_steps": "optim.grad_accum", "gradient_clipping": "optim.grad_clip",
+    "bf16": "train.bf16", "fp16": "train.bf16", "optimizer": "the optim section", "scheduler": "the optim section",
+}
 
 
 class CheckpointSection(StrictModel):
@@ -87,12 +111,3 @@ class TrainConfig(StrictModel):
     train: RunConfigSection = Field(default_factory=RunConfigSection)
     checkpoint: CheckpointSection = Field(default_factory=CheckpointSection)
     eval: EvalSection = Field(default_factory=EvalSection)
-
-    @model_validator(mode="after")
-    def _backend_limits(self) -> TrainConfig:
-        if self.train.backend == "deepspeed" and self.train.zero_stage == 3:
-            raise ValueError(
-                "train.zero_stage=3 is not supported: checkpoints gather full weights on rank 0, "
-                "which ZeRO-3 partitions; use 0, 1 or 2"
-            )
-        return self

@@ -55,12 +55,13 @@ def score(bundle: Bundle, signals_mv: np.ndarray, fs: int, prompts: Mapping[str,
           batch_size: int = 64) -> np.ndarray:
     """Softmax over classes of the logit-scaled cosine similarity (ECG vs each class prompt): [N, C]."""
     model, cfg = bundle.model, bundle.config
-    device = next(model.parameters()).device
+    param = next(model.parameters())  # ECGs go where the weights are, in their dtype
+    device, dtype = param.device, param.dtype
     text = class_embeddings(model, bundle.tokenizer, prompts, cfg.data.max_text_tokens)
     scale = model.logit_scale.detach().float().clamp(max=MAX_LOGIT_SCALE).exp()
     out = []
     for i in range(0, len(signals_mv), batch_size):
-        x = torch.from_numpy(prepare_ecg_batch(signals_mv[i: i + batch_size], fs, cfg.data)).to(device)
+        x = torch.from_numpy(prepare_ecg_batch(signals_mv[i: i + batch_size], fs, cfg.data)).to(device, dtype)
         logits = zero_shot_scores(model.encode_ecg(x, normalize=True), text, scale)
         out.append(torch.softmax(logits, dim=-1).cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, len(prompts)), np.float32)

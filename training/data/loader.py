@@ -10,9 +10,11 @@ decoding; rows with empty reports are dropped in ``preprocess_batch``.
 from __future__ import annotations
 
 import functools
+import hashlib
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from ray.data.collate_fn import NumpyBatchCollateFn
 
 from merl.training.data.manifest import read_manifest
 from merl.training.data.transforms import batch_fs, decode_batch, prepare_ecg_batch
@@ -39,18 +41,29 @@ def tokenize(texts: list[str], text_model: str, max_tokens: int) -> list[np.ndar
     return [np.asarray(ids, dtype=np.int32) for ids in enc["input_ids"]]
 
 
+def report_keys(reports: list[str]) -> np.ndarray:
+    """A stable 64-bit id per report text (int64), equal across workers and processes.
+
+    Validation ranks retrieval over *distinct* reports; carrying this id as a tensor keeps
+    every collated batch all-tensor, which Ray needs to move it to the GPU.
+    """
+    return np.array([int.from_bytes(hashlib.blake2b(r.encode("utf-8"), digest_size=8).digest(), "little", signed=True)
+                     for r in reports], dtype=np.int64)
+
+
 def preprocess_batch(batch: dict[str, Any], *, split: str, data_cfg: DataConfig, text_model: str) -> dict[str, Any]:
-    """Shard rows -> {ecg [B,12,n] float32, input_ids ragged int32, report}; other splits dropped."""
+    """Shard rows -> {ecg [B,12,n] float32, input_ids ragged int32, report, report_key int64}; other splits dropped."""
     keep = [i for i, (s, r) in enumerate(zip(batch["split"], batch["report"])) if s == split and r and str(r).strip()]
     if not keep:
         return {"ecg": np.zeros((0, 12, data_cfg.n_samples), np.float32),
-                "input_ids": np.empty(0, dtype=object), "report": np.empty(0, dtype=object)}
+                "input_ids": np.empty(0, dtype=object), "report": np.empty(0, dtype=object),
+                "report_key": np.zeros(0, np.int64)}
     sub = {k: np.asarray(batch[k], dtype=object)[keep] for k in ("signal", "signal_scale", "fs")}
     reports = [str(batch["report"][i]) for i in keep]
     ecg = prepare_ecg_batch(decode_batch(sub), batch_fs(sub), data_cfg)
     ids = np.empty(len(keep), dtype=object)
     ids[:] = tokenize(reports, text_model, data_cfg.max_text_tokens)
-    return {"ecg": ecg, "input_ids": ids, "report": np.asarray(reports, dtype=object)}
+    return {"ecg": ecg, "input_ids": ids, "report": np.asarray(reports, dtype=object), "report_key": report_keys(reports)}
 
 
 def build_dataset(shards_dir: str, split: str, data_cfg: DataConfig, text_model: str) -> ray.data.Dataset:
@@ -88,13 +101,19 @@ def pad_token_ids(seqs: list[np.ndarray] | np.ndarray, pad_id: int = 0) -> tuple
     return ids, mask
 
 
-class Collate:
-    """``iter_torch_batches`` collate_fn: dynamic padding + tensors (picklable for Ray)."""
+class Collate(NumpyBatchCollateFn):
+    """``iter_torch_batches`` collate_fn: dynamic padding; tensors only (picklable for Ray).
+
+    Ray moves a collated batch to the worker's device only if it is all tensors
+    (``ray.data.collate_fn.is_tensor_batch_type``); a list beside them (e.g. report strings)
+    would leave the whole batch on the CPU. Reports travel as ``report_key`` ids.
+    """
 
     def __init__(self, pad_id: int = 0):
+        super().__init__()
         self.pad_id = pad_id
 
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
         import torch
 
         ids, mask = pad_token_ids(list(batch["input_ids"]), self.pad_id)
@@ -102,7 +121,7 @@ class Collate:
             "ecg": torch.as_tensor(np.ascontiguousarray(batch["ecg"]), dtype=torch.float32),
             "input_ids": ids,
             "attention_mask": mask,
-            "report": [str(r) for r in batch["report"]],
+            "report_key": torch.as_tensor(np.asarray(batch["report_key"], dtype=np.int64)),
         }
 
 
