@@ -15,7 +15,9 @@ class DataConfig(StrictModel):
     val_split: str = Field("val", description="manifest split used for validation ('' = none)")
     fs: int = Field(100, ge=50, le=1000, description="model sampling rate (paper: 500)")
     n_samples: int = Field(1000, ge=64, description="samples per lead fed to the model (paper: 5000)")
-    normalize: Literal["minmax", "zscore"] = Field("minmax", description="per-record, per-lead")
+    normalize: Literal["minmax", "zscore", "minmax_record"] = Field(
+        "minmax", description="minmax / zscore: per record and lead; minmax_record: over the whole record (reference)"
+    )
     max_text_tokens: int = Field(128, ge=8, le=512)
     batch_size: int = Field(16, ge=2, description="per worker")
     prefetch: int = Field(2, ge=0, description="batches prefetched by the Ray Data iterator")

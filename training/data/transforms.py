@@ -1,7 +1,7 @@
 """Signal transforms shared by training and evaluation (pure numpy functions).
 
 Evaluation imports :func:`prepare_ecg_batch`, so a model always sees ECGs prepared exactly
-as in pretraining: resample -> crop/pad -> per-record, per-lead normalisation.
+as in pretraining: resample -> crop/pad -> per-record normalisation (``data.normalize``).
 """
 
 from __future__ import annotations
@@ -43,21 +43,25 @@ def fit_length(x: np.ndarray, n_samples: int) -> np.ndarray:
 
 
 def normalize(x: np.ndarray, method: str = "minmax") -> np.ndarray:
-    """Per-record, per-lead scaling to float32: ``minmax`` -> [0, 1] (MERL), ``zscore``.
+    """Per-record scaling to float32 over the last axis (time), or the last two (leads x time).
 
-    Flat leads (zero range / std) map to 0 rather than dividing by ~0.
+    ``minmax`` -> [0, 1] per lead; ``zscore`` per lead; ``minmax_record`` -> [0, 1] with one
+    min and max over all leads of the record, as the reference does (keeps the leads' relative
+    amplitudes, which per-lead scaling discards). Flat leads / records (zero range or std)
+    map to 0 rather than dividing by ~0.
     """
     x = np.asarray(x, dtype=np.float32)
-    if method == "minmax":
-        lo = x.min(axis=-1, keepdims=True)
-        rng = x.max(axis=-1, keepdims=True) - lo
+    if method in ("minmax", "minmax_record"):
+        axes = -1 if method == "minmax" else (-2, -1)
+        lo = x.min(axis=axes, keepdims=True)
+        rng = x.max(axis=axes, keepdims=True) - lo
         out = np.where(rng > _EPS, (x - lo) / np.maximum(rng, _EPS), 0.0)
     elif method == "zscore":
         mu = x.mean(axis=-1, keepdims=True)
         sd = x.std(axis=-1, keepdims=True)
         out = np.where(sd > _EPS, (x - mu) / np.maximum(sd, _EPS), 0.0)
     else:
-        raise ValueError(f"unknown normalisation {method!r}; expected 'minmax' or 'zscore'")
+        raise ValueError(f"unknown normalisation {method!r}; expected 'minmax', 'minmax_record' or 'zscore'")
     return out.astype(np.float32, copy=False)
 
 
