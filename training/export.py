@@ -2,14 +2,15 @@
 
 ``save_bundle`` writes a folder that loads offline anywhere (no hub, no training code
 paths): ``model.safetensors``, ``train_config.json``, ``text_model/`` (tokenizer files and
-the HF model config). ``load_bundle`` rebuilds the model from those alone.
+the HF model config), and ``source.json`` where the weights came from elsewhere (e.g.
+``merl import-reference``). ``load_bundle`` rebuilds the model from those alone.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ log = logging.getLogger(__name__)
 WEIGHTS = "model.safetensors"
 CONFIG = "train_config.json"
 TEXT_DIR = "text_model"
+SOURCE = "source.json"
 
 
 @dataclass
@@ -30,10 +32,13 @@ class Bundle:
     model: torch.nn.Module
     tokenizer: Any
     config: TrainConfig
+    info: dict[str, Any] = field(default_factory=dict)  # source.json: provenance of imported weights
 
 
-def save_bundle(model: torch.nn.Module, cfg: TrainConfig, out_dir: str | Path) -> Path:
-    """Write an inference bundle for ``model`` (a :class:`MERLModel`) trained with ``cfg``."""
+def save_bundle(model: torch.nn.Module, cfg: TrainConfig, out_dir: str | Path,
+                info: dict[str, Any] | None = None) -> Path:
+    """Write an inference bundle for ``model`` (a :class:`MERLModel`) trained with ``cfg``;
+    ``info`` (provenance) goes to ``source.json``."""
     from safetensors.torch import save_file
 
     from merl.core.textmodel import load_tokenizer, resolve_text_model
@@ -51,6 +56,10 @@ def save_bundle(model: torch.nn.Module, cfg: TrainConfig, out_dir: str | Path) -
     tmp = out / f".{WEIGHTS}.tmp"
     save_file(tensors, str(tmp), metadata={"format": "pt"})
     tmp.replace(out / WEIGHTS)
+    if info:
+        atomic_write_text(out / SOURCE, json.dumps(info, indent=2))
+    else:  # a re-export over an imported bundle must not keep its provenance
+        (out / SOURCE).unlink(missing_ok=True)
     atomic_write_text(out / CONFIG, bundled.model_dump_json(indent=2))
     log.info("wrote inference bundle %s", out)
     return out
@@ -87,4 +96,5 @@ def load_bundle(path: str | Path, device: str = "cpu") -> Bundle:
     model = build_model(local.model, local.loss, pretrained_text=False)
     model.load_state_dict(load_file(str(root / WEIGHTS)))
     model.to(device).eval()
-    return Bundle(model=model, tokenizer=AutoTokenizer.from_pretrained(str(root / TEXT_DIR)), config=local)
+    info = json.loads((root / SOURCE).read_text()) if (root / SOURCE).is_file() else {}
+    return Bundle(model=model, tokenizer=AutoTokenizer.from_pretrained(str(root / TEXT_DIR)), config=local, info=info)

@@ -102,13 +102,12 @@ def classify_cmd(
     from rich.console import Console
     from rich.table import Table
 
-    from merl.training.export import load_bundle
-    from merl.training.infer import load_inputs, score
+    from merl.api import load
+    from merl.training.infer import load_inputs
 
-    bundle = load_bundle(model)
     ids, signals, fs = load_inputs(input)
-    probs = score(bundle, signals, fs, class_prompts)
-    classes = list(class_prompts)
+    result = load(model).classify(signals, fs, prompts=class_prompts)
+    probs, classes = result.probs, result.classes
     synthetic = input.is_dir() and _is_synthetic(input)
     table = Table(title=f"zero-shot scores ({len(ids)} {'synthetic ' if synthetic else ''}records)")
     table.add_column("record")
