@@ -1,4 +1,4 @@
-"""`merl train`, `merl export`, `merl classify` (heavy imports inside the command bodies)."""
+"""`merl train`, `merl export`, `merl import-reference`, `merl classify` (heavy imports inside the command bodies)."""
 
 from __future__ import annotations
 
@@ -79,6 +79,28 @@ def export_cmd(
     typer.echo(f"wrote {export_checkpoint(checkpoint, out)}")
 
 
+def import_reference_cmd(
+    checkpoint: Path = typer.Option(..., "--checkpoint", help="The reference's <encoder>_ckpt.pth (whole model) "
+                                    "or, with --encoder-only, <encoder>_encoder.pth."),
+    ecg_encoder: str = typer.Option(..., "--ecg-encoder", help="resnet18|resnet34|resnet50|resnet101|"
+                                    "vit_tiny|vit_small|vit_middle|vit_base: the encoder the file was trained with."),
+    out: Path = typer.Option(..., "--out", help="Bundle folder to write (loads with `merl classify`, `merl.load`)."),
+    text_model: str = typer.Option("ncbi/MedCPT-Query-Encoder", "--text-model", help="MedCPT-Query-Encoder by "
+                                   "Hugging Face name or local folder: tokenizer + config (+ weights with --encoder-only)."),
+    encoder_only: bool = typer.Option(False, "--encoder-only", help="The file holds the ECG encoder only: the bundle "
+                                      "serves linear probing; its heads are untrained."),
+) -> None:
+    """Convert one of MERL's released checkpoints into an export bundle (`model.arch: paper`).
+
+    Every key is mapped and shape-checked; nothing is left over except the ResNets' unused
+    classifier. The imported model computes what the reference computes (docs/fidelity.md).
+    """
+    from merl.training.reference import import_reference
+
+    path = import_reference(checkpoint, ecg_encoder, out, text_model=text_model, encoder_only=encoder_only)
+    typer.echo(f"wrote {path}")
+
+
 def classify_cmd(
     model: Path = typer.Option(..., "--model", help="Bundle folder written by `merl export`."),
     input: Path = typer.Option(..., "--input", help="One WFDB record (path without extension) or a shard folder."),
@@ -136,4 +158,4 @@ def _is_synthetic(shards: Path) -> bool:
 
 
 # Functions listed here become top-level commands (`merl <name>`; a trailing _cmd is dropped).
-TOP_LEVEL: list = [train_cmd, export_cmd, classify_cmd]
+TOP_LEVEL: list = [train_cmd, export_cmd, import_reference_cmd, classify_cmd]
