@@ -7,6 +7,7 @@ restatement of the reference forward pass (tests/reference_fixtures.py).
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -143,6 +144,15 @@ def test_imported_bundle_computes_what_the_reference_computes(encoder, text_dir,
     unit = model.encode_ecg(x, normalize=True)
     torch.testing.assert_close(unit * expect_ecg.norm(dim=-1, keepdim=True), expect_ecg, atol=ATOL, rtol=ATOL)
     assert torch.allclose(model.model.logit_scale.exp(), torch.tensor([1 / 0.07]))
+
+    # Raw signals (mV, leads in this project's canonical order) reach the model as the
+    # reference's data pipeline would feed them: MIMIC's row order, whole-record min-max.
+    sig = np.random.default_rng(5).normal(scale=0.4, size=(2, 12, 5000)).astype(np.float32)
+    rows = sig[:, [0, 1, 2, 3, 5, 4, 6, 7, 8, 9, 10, 11]]  # I II III aVR aVF aVL V1-V6
+    lo, hi = rows.min(axis=(1, 2), keepdims=True), rows.max(axis=(1, 2), keepdims=True)
+    with torch.no_grad():
+        expect_raw = reference_ecg_embedding(sd, torch.from_numpy((rows - lo) / (hi - lo + 1e-8)))
+    torch.testing.assert_close(model.embed_ecg(sig, fs=500, normalize=False), expect_raw, atol=ATOL, rtol=ATOL)
 
 
 @pytest.mark.parametrize("encoder", ["resnet18", "vit_tiny"])

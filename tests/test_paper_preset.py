@@ -74,8 +74,11 @@ def test_whole_record_minmax():
     assert not np.allclose(normalize(x, "minmax"), out)  # per lead differs
     assert np.all(normalize(np.ones((1, 12, 50)), "minmax_record") == 0)  # flat record
     cfg = paper_config().data
-    prepared = prepare_ecg_batch(x[:, :, :], 100, cfg)
+    prepared = prepare_ecg_batch(x, 100, cfg)
     assert prepared.shape == (3, 12, 5000) and prepared.dtype == np.float32
+    standard = prepare_ecg_batch(x, 100, cfg.model_copy(update={"lead_order": "standard"}))
+    swap = [0, 1, 2, 3, 5, 4, 6, 7, 8, 9, 10, 11]  # aVL, aVF -> aVF, aVL (MIMIC's order)
+    assert np.array_equal(prepared, standard[:, swap])
 
 
 @pytest.fixture(scope="module")
@@ -117,7 +120,7 @@ def test_paper_yaml_is_paper_config():
     cfg = load_config(TrainConfig, REPO / "configs" / "pretrain_paper.yaml")
     ref = paper_config(cfg.model.ecg_encoder, cfg.model.text_model)
     assert cfg.model == ref.model and cfg.loss == ref.loss
-    keys = ("fs", "n_samples", "normalize", "max_text_tokens")
+    keys = ("fs", "n_samples", "normalize", "lead_order", "max_text_tokens")
     assert {k: getattr(cfg.data, k) for k in keys} == {k: getattr(ref.data, k) for k in keys}
     assert (cfg.optim.lr, cfg.optim.weight_decay, cfg.optim.T_0, cfg.optim.eta_min) == (1e-3, 1e-8, 5000, 1e-8)
     assert cfg.data.batch_size * cfg.train.num_workers == 1024

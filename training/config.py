@@ -125,10 +125,11 @@ REFERENCE_TEXT_MODEL = "ncbi/MedCPT-Query-Encoder"
 def paper_config(ecg_encoder: str = "resnet18", text_model: str = REFERENCE_TEXT_MODEL) -> TrainConfig:
     """The reference's model, input and loss settings: ``configs/pretrain_paper.yaml`` holds the
     same (a test keeps them equal) and ``merl import-reference`` writes them into its bundles.
-    Loss weights 2: the reference sums its two cross-entropy directions, ``clip_loss`` averages."""
+    Rows in MIMIC-IV-ECG's lead order, as the reference's models take them. Loss weights 2:
+    the reference sums its two cross-entropy directions, ``clip_loss`` averages them."""
     return TrainConfig(
         model=ModelConfig(arch="paper", ecg_encoder=ecg_encoder, width=64, text_model=text_model,
                           text_pooling="pooler", freeze_text_layers="all", proj_dim=256, proj_hidden=256, dropout=0.1),
-        data=DataConfig(fs=500, n_samples=5000, normalize="minmax_record", max_text_tokens=256),
+        data=DataConfig(fs=500, n_samples=5000, normalize="minmax_record", lead_order="mimic", max_text_tokens=256),
         loss=LossConfig(temperature=0.07, learnable=False, weight_clip=2.0, weight_uni=2.0),
     )

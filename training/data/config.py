@@ -18,6 +18,11 @@ class DataConfig(StrictModel):
     normalize: Literal["minmax", "zscore", "minmax_record"] = Field(
         "minmax", description="minmax / zscore: per record and lead; minmax_record: over the whole record (reference)"
     )
+    lead_order: Literal["standard", "mimic"] = Field(
+        "standard",
+        description="row order fed to the model: standard = I, II, III, aVR, aVL, aVF, V1-V6 (the shards' order); "
+                    "mimic = aVF before aVL, MIMIC-IV-ECG's order, which the reference's models were trained on",
+    )
     max_text_tokens: int = Field(128, ge=8, le=512)
     batch_size: int = Field(16, ge=2, description="per worker")
     prefetch: int = Field(2, ge=0, description="batches prefetched by the Ray Data iterator")

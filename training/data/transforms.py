@@ -65,12 +65,18 @@ def normalize(x: np.ndarray, method: str = "minmax") -> np.ndarray:
     return out.astype(np.float32, copy=False)
 
 
+# Canonical (schema.LEADS) rows -> MIMIC-IV-ECG's row order (aVF before aVL).
+MIMIC_ROWS = (0, 1, 2, 3, 5, 4, 6, 7, 8, 9, 10, 11)
+
+
 def prepare_ecg_batch(signals_mv: np.ndarray, fs_in: int, data_cfg: DataConfig) -> np.ndarray:
-    """[B, 12, L] mV at ``fs_in`` -> float32 [B, 12, data_cfg.n_samples], as training sees it."""
+    """[B, 12, L] mV at ``fs_in``, leads in the canonical order -> float32
+    [B, 12, data_cfg.n_samples] in ``data_cfg.lead_order``, as training sees it."""
     x = resample(np.asarray(signals_mv, dtype=np.float32), fs_in, data_cfg.fs)
     x = fit_length(x, data_cfg.n_samples)
     x = np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
-    return normalize(x, data_cfg.normalize)
+    x = normalize(x, data_cfg.normalize)
+    return np.ascontiguousarray(x[..., MIMIC_ROWS, :]) if data_cfg.lead_order == "mimic" else x
 
 
 def _column(batch: Mapping[str, Any], name: str) -> list:
