@@ -9,10 +9,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-__all__ = ["MERL", "ZeroShotResult", "load"]
+__all__ = ["MERL", "ZeroShotResult", "load", "read_ecgs"]
 
 if TYPE_CHECKING:
-    from merl.api import MERL, ZeroShotResult, load
+    from merl.api import MERL, ZeroShotResult, load, read_ecgs
 
 
 def __getattr__(name: str) -> Any:

@@ -6,9 +6,11 @@ exactly as ``merl classify`` and ``merl evaluate`` do. Two levels:
 
 * tensors the model sees: ``encode_ecg(x)`` with ``x`` an already prepared float tensor
   [B, 12, L], ``encode_text(input_ids, attention_mask)``;
-* raw signals in mV at any sampling rate: ``embed_ecg(signals_mv, fs)`` and
-  ``classify(signals_mv, fs, labels=... | prompts=...)`` resample, crop/pad and normalise as
-  the bundle's config says (``prepare``), then embed / score.
+* raw signals in mV at any sampling rate, leads in the canonical order I, II, III, aVR, aVL,
+  aVF, V1-V6 (:func:`read_ecgs` reads WFDB records and shards that way):
+  ``embed_ecg(signals_mv, fs)`` and ``classify(signals_mv, fs, labels=... | prompts=...)``
+  resample, crop/pad, normalise and order the leads as the bundle's config says
+  (``prepare``), then embed / score.
 """
 
 from __future__ import annotations
@@ -79,7 +81,8 @@ class MERL:
     # -- tensors as the model sees them -------------------------------------------------
     @torch.no_grad()
     def encode_ecg(self, x: torch.Tensor, normalize: bool = False) -> torch.Tensor:
-        """Prepared ECG tensor [B, 12, L] -> projected embedding [B, D] (unit rows with ``normalize``)."""
+        """Prepared ECG tensor [B, 12, L] (as :meth:`prepare` returns: normalised, rows in
+        ``config.data.lead_order``) -> projected embedding [B, D] (unit rows with ``normalize``)."""
         return self.model.encode_ecg(torch.as_tensor(x, dtype=torch.float32).to(self.device), normalize=normalize)
 
     @torch.no_grad()
@@ -138,6 +141,15 @@ class MERL:
                         "so zero-shot scores are meaningless (use probe_features)")
         sim, probs = zero_shot(self.bundle, _batch(signals_mv), fs, class_prompts, batch_size)
         return ZeroShotResult(list(class_prompts), list(class_prompts.values()), probs, sim)
+
+
+def read_ecgs(path: str | Path) -> tuple[list[str], np.ndarray, int]:
+    """(record ids, signals [N, 12, L] in mV with leads in the canonical order, fs) from one
+    WFDB record (path without extension) or a prepared shard folder: input for ``embed_ecg``
+    and ``classify``. Leads are matched by name, whatever order the file stores them in."""
+    from merl.training.infer import load_inputs
+
+    return load_inputs(path)
 
 
 def load(path: str | Path, device: str = "cpu") -> MERL:

@@ -124,10 +124,9 @@ def classify_cmd(
     from rich.console import Console
     from rich.table import Table
 
-    from merl.api import load
-    from merl.training.infer import load_inputs
+    from merl.api import load, read_ecgs
 
-    ids, signals, fs = load_inputs(input)
+    ids, signals, fs = read_ecgs(input)
     result = load(model).classify(signals, fs, prompts=class_prompts)
     probs, classes = result.probs, result.classes
     synthetic = input.is_dir() and _is_synthetic(input)
