@@ -54,6 +54,30 @@ def test_trainable_parameters_per_part_equal_the_reference(encoder):
     assert _trainable(m, ("",)) == sum(ref.values()) - classifier  # nothing else trains (temperature fixed)
 
 
+class _FrozenText(nn.Module):
+    """A frozen 768-d text tower stand-in (token embeddings averaged)."""
+
+    out_dim = 768
+
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(50, 768).requires_grad_(False)
+
+    def forward(self, input_ids, attention_mask):
+        return self.emb(input_ids).mean(dim=1)
+
+
+@pytest.mark.parametrize("encoder", ["resnet18", "vit_tiny"])
+def test_every_trainable_parameter_gets_a_gradient(encoder):
+    """DDP (find_unused_parameters=False) needs every trainable parameter in the loss."""
+    torch.manual_seed(0)
+    m = MERLModel(build_ecg_encoder(encoder, 64, "paper", 256), _FrozenText(), 256, 256, 0.1,
+                  learnable_temperature=False, arch="paper")
+    ids = torch.randint(0, 50, (3, 7))
+    MERLLoss(2.0, 2.0)(m(torch.rand(3, 12, 1000), ids, torch.ones_like(ids))).total.backward()
+    assert [n for n, p in m.named_parameters() if p.requires_grad and p.grad is None] == []
+
+
 def test_paper_resnet_sees_313_steps_at_5000_samples_and_other_lengths_work():
     enc = build_ecg_encoder("resnet18", 64, "paper", 256).eval()
     with torch.no_grad():
