@@ -17,7 +17,7 @@ from pathlib import Path
 
 from merl.core.env import apply_defaults
 
-MODULES = ["synth", "ingest", "train", "retrieval"]
+MODULES = ["synth", "ingest", "train", "shuffle", "retrieval"]
 
 
 def report(name: str, value: float, unit: str) -> None:

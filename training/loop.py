@@ -26,7 +26,7 @@ import torch.distributed as dist
 
 from merl.training.checkpoint import LoadedCheckpoint, TrainState, list_checkpoints, load_latest_valid, write_checkpoint
 from merl.training.config import TrainConfig
-from merl.training.data.loader import Collate, pad_id_for
+from merl.training.data.loader import Collate, iter_shuffle_options, pad_id_for
 from merl.training.loss import MAX_LOGIT_SCALE, MERLLoss, clip_loss, retrieval_accuracy
 from merl.training.metrics_log import MetricsLogger
 from merl.training.model import build_model
@@ -394,7 +394,8 @@ def _log_train(w: _Worker, metrics: dict[str, float]) -> None:
 def run_epoch(w: _Worker, train_shard, loss_fn: MERLLoss, last_val: dict[str, float]) -> bool:
     """Train through the rest of ``state.epoch``; True when ``max_steps`` is reached.
 
-    A resumed epoch skips the micro-batches consumed before its checkpoint. Mid-epoch
+    A resumed epoch skips as many micro-batches as were consumed before its checkpoint (the
+    same count, not the same rows: the epoch's order is drawn anew). Mid-epoch
     checkpoints (``every_n_steps``) carry the latest validation metrics.
     """
     cfg, state, stepper = w.cfg, w.state, w.stepper
@@ -402,8 +403,7 @@ def run_epoch(w: _Worker, train_shard, loss_fn: MERLLoss, last_val: dict[str, fl
     skip = state.batch_in_epoch
     it = train_shard.iter_torch_batches(
         batch_size=cfg.data.batch_size, collate_fn=w.collate, drop_last=True, device=w.device,
-        prefetch_batches=cfg.data.prefetch, local_shuffle_buffer_size=cfg.data.batch_size * 4,
-        local_shuffle_seed=cfg.train.seed + state.epoch,
+        prefetch_batches=cfg.data.prefetch, **iter_shuffle_options(cfg.data, cfg.train.seed, state.epoch),
     )
     done = False
     for i, batch in enumerate(it):

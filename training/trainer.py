@@ -71,7 +71,7 @@ def build_trainer(cfg: TrainConfig, *, storage_path: str | None = None, name: st
                                                checkpoint_score_order="max"),
             callbacks=extra_callbacks or None,
         ),
-        datasets=split_datasets(cfg.data, cfg.model.text_model),
+        datasets=split_datasets(cfg.data, cfg.model.text_model, seed=cfg.train.seed),
     )
 
 

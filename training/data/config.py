@@ -26,3 +26,15 @@ class DataConfig(StrictModel):
     max_text_tokens: int = Field(128, ge=8, le=512)
     batch_size: int = Field(16, ge=2, description="per worker")
     prefetch: int = Field(2, ge=0, description="batches prefetched by the Ray Data iterator")
+    shuffle: Literal["global", "window", "none"] = Field(
+        "global",
+        description="training order, new every epoch: global = shard files in a fresh seeded order + a row window "
+                    "of shuffle_buffer_rows (with shards prepared in shuffled order, as `merl data prepare` writes "
+                    "them, batches then mix patients as a random permutation would); window = the row window only, "
+                    "files in manifest order; none = manifest order (the reference's fixed order)",
+    )
+    shuffle_buffer_rows: int = Field(
+        1024, ge=0,
+        description="rows each worker shuffles among (global, window): memory ~ rows x 48 kB at 100 Hz x 1000, "
+                    "x 240 kB at 500 Hz x 5000",
+    )

@@ -63,6 +63,12 @@ class PrepareConfig(StrictModel):
     conditions_csv: str | None = Field(
         None, description="SNOMED conditions table for csn/wfdb (csn default: <root>/ConditionNames_SNOMED-CT.csv)"
     )
+    shard_order: Literal["shuffled", "index"] = Field(
+        "shuffled",
+        description="record order across shards: shuffled = a seeded permutation (split.seed), so one patient's "
+                    "ECGs are spread over the corpus and training batches mix patients (data.shuffle); "
+                    "index = the dataset's listing order (one patient's records side by side)",
+    )
     canonical: CanonConfig = Field(default_factory=CanonConfig)
     split: SplitConfig = Field(default_factory=SplitConfig)
 
@@ -110,6 +116,19 @@ def assign_splits(dataset: str, refs: list[RecordRef], cfg: SplitConfig) -> list
         for r, s in zip(todo, seeded_split(groups, test_f, val_f, cfg.seed)):
             r.split = s
     return []
+
+
+def shard_order(n: int, order: str, seed: int) -> list[int]:
+    """Positions of the indexed records in shard order: a seeded permutation, or as indexed.
+
+    Datasets list records by patient (MIMIC-IV-ECG by subject folder), and a training
+    reader's shuffle window cannot pull neighbours apart, so the shards carry the shuffle.
+    """
+    if order == "index":
+        return list(range(n))
+    import numpy as np
+
+    return np.random.default_rng([seed, n]).permutation(n).tolist()
 
 
 def _fingerprint(dataset: str, cfg: PrepareConfig, refs: list[dict]) -> str:
@@ -213,6 +232,7 @@ def prepare(
     refs = idx.refs[: cfg.limit] if cfg.limit else idx.refs
     quarantined = [q.to_dict() for q in idx.quarantined]
     quarantined += [q.to_dict() for q in assign_splits(dataset, refs, cfg.split)]
+    refs = [refs[i] for i in shard_order(len(refs), cfg.shard_order, cfg.split.seed)]
     tasks = build_tasks(dataset, refs, cfg)
     log.info("%s: %d records indexed, %d shard tasks", dataset, len(refs), len(tasks))
 
