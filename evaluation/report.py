@@ -51,6 +51,10 @@ class EvalReport:
         vals = [r.macro_auc for r in self.zeroshot if math.isfinite(r.macro_auc)]
         return sum(vals) / len(vals) if vals else math.nan
 
+    def prompts_truncated(self) -> int:
+        """Class prompts cut to the prompt token limit, over all tasks (0 = every prompt whole)."""
+        return sum(len(r.truncated_prompts) for r in self.zeroshot)
+
     def comparison(self) -> dict[str, Any]:
         """The paper figure beside ours, and whether the two are comparable."""
         tasks = {r.task for r in self.zeroshot}
@@ -71,6 +75,7 @@ class EvalReport:
             "meta": self.meta,
             "zeroshot": [r.summary() for r in self.zeroshot],
             "zeroshot_average_auc": self.average_auc(),
+            "prompts_truncated": self.prompts_truncated(),
             "paper_comparison": self.comparison(),
             "linear_probe": [p.summary() for p in self.probes],
         })
@@ -98,6 +103,9 @@ def render_tables(report: EvalReport) -> list:
     zs.add_row("average", "", "", "", _fmt(cmp["ours_avg_auc"]), "", "", "")
     zs.add_row("paper", "", "", "", _fmt(cmp["paper_avg_auc"]), "", "", cmp["note"])
     tables = [zs]
+    cut = {r.task: r.truncated_prompts for r in report.zeroshot if r.truncated_prompts}
+    if cut:
+        zs.caption = "prompts cut to the token limit: " + escape("; ".join(f"{t}: {', '.join(v)}" for t, v in cut.items()))
     if report.probes:
         fracs = sorted({f.fraction for p in report.probes for f in p.fits})
         lp = Table(title=f"Linear probe, macro AUC on test{tag}")

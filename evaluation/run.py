@@ -43,7 +43,7 @@ def run_evaluation(cfg: EvalConfig, model=None, tokenizer=None, data_cfg=None) -
         log.info("zero-shot %s on %s (%s split)", task, shards, cfg.split)
         zeroshot.append(evaluate_zeroshot(model, tokenizer, task, shards, data_cfg, prompts=prompts,
                                           split=cfg.split, batch_size=cfg.batch_size, device=cfg.device,
-                                          progress=True))
+                                          progress=True, max_prompt_tokens=cfg.max_prompt_tokens))
         if cfg.linear_probe:
             log.info("linear probe %s: fractions %s", task, cfg.probe_fractions)
             probes.append(evaluate_linear_probe(model, task, shards, data_cfg, cfg.probe_fractions, cfg.seed,

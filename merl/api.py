@@ -120,9 +120,14 @@ class MERL:
         return embed_signals(self.bundle, _batch(signals_mv), fs, features="backbone", batch_size=batch_size)
 
     def classify(self, signals_mv: Any, fs: int, labels: Sequence[str] | None = None,
-                 prompts: Mapping[str, str] | str | Path | None = None, batch_size: int = 64) -> ZeroShotResult:
+                 prompts: Mapping[str, str] | str | Path | None = None, batch_size: int = 64,
+                 max_prompt_tokens: int | None = None) -> ZeroShotResult:
         """Zero-shot classification of raw signals against class names (``labels``, each its own
-        prompt) or ``prompts`` ({class: prompt}, or a prompts JSON file such as `merl prompts` writes)."""
+        prompt) or ``prompts`` ({class: prompt}, or a prompts JSON file such as `merl prompts` writes).
+
+        Prompts are encoded up to ``max_prompt_tokens``, by default the text model's maximum
+        (not ``config.data.max_text_tokens``, the training reports' limit); a prompt still
+        longer is cut with a warning."""
         from merl.training.infer import zero_shot
         from merl.training.zeroshot import load_prompts
 
@@ -139,7 +144,7 @@ class MERL:
         if self.info.get("encoder_only"):
             log.warning("this bundle holds an imported ECG encoder only: its heads are untrained, "
                         "so zero-shot scores are meaningless (use probe_features)")
-        sim, probs = zero_shot(self.bundle, _batch(signals_mv), fs, class_prompts, batch_size)
+        sim, probs = zero_shot(self.bundle, _batch(signals_mv), fs, class_prompts, batch_size, max_prompt_tokens)
         return ZeroShotResult(list(class_prompts), list(class_prompts.values()), probs, sim)
 
 

@@ -66,6 +66,19 @@ def test_classify_is_the_one_zero_shot_scorer(api_model, signals, tmp_path):
     assert by_file.classes == list(prompts) and np.allclose(by_file.probs, res.probs, atol=1e-6)
 
 
+def test_classify_encodes_whole_prompts(api_model, signals):
+    """A prompt longer than the reports' limit (data.max_text_tokens = 32) is encoded whole."""
+    from merl.training.zeroshot import class_embeddings
+
+    model, _ = api_model
+    long = "atrial fibrillation, " + ", ".join(["irregularly irregular rhythm without distinct p waves"] * 5)
+    res = model.classify(signals, fs=500, prompts={"AFIB": long, "NORM": "normal ecg"})
+    whole = class_embeddings(model.model, model.tokenizer, [long, "normal ecg"])
+    assert np.allclose(res.similarity, (model.embed_ecg(signals, fs=500) @ whole.t()).numpy(), atol=1e-5)
+    cut = model.classify(signals, fs=500, prompts={"AFIB": long, "NORM": "normal ecg"}, max_prompt_tokens=32)
+    assert not np.allclose(cut.similarity[:, 0], res.similarity[:, 0], atol=1e-4)
+
+
 def test_tokenizer_and_encode_text(api_model):
     model, _ = api_model
     ids, mask = model.tokenize(["sinus rhythm", "atrial fibrillation " * 40])

@@ -88,7 +88,7 @@ def test_zeroshot_end_to_end_and_report(tiny_model, shards, tmp_path):
     model.eval()
     with torch.inference_mode():
         e = model.encode_ecg(x, normalize=True).numpy()
-    t = class_embeddings(model, tok, [res.prompts[lab] for lab in res.labels], data_cfg.max_text_tokens).numpy()
+    t = class_embeddings(model, tok, [res.prompts[lab] for lab in res.labels]).numpy()
     np.testing.assert_allclose(res.scores[2], (e @ t.T)[0], atol=1e-5)
     assert res.y_true[2].tolist() == [0, 0, 0, 1, 0]  # val002 = CLBBB -> CD
 
@@ -126,3 +126,32 @@ def test_cli_evaluate_bundle_with_linear_probe(tiny_model, shards, tmp_path):
     fits = data["linear_probe"][0]["fits"]
     assert [f["n_train"] for f in fits] == [6, 12]  # 12 train records, all carry a rhythm label
     assert sorted(p.name for p in (out / "plots").iterdir()) == ["ptbxl_rhythm_auc.png", "ptbxl_rhythm_roc.png"]
+
+
+def test_prompts_are_not_cut_to_the_report_length(tiny_model, shards, tmp_path, caplog):
+    """Prompts get the text model's length, not data.max_text_tokens (32 here); a prompt still
+    too long is cut with a warning and counted in results.json."""
+    from merl.training.zeroshot import class_embeddings, prompt_token_counts, prompt_token_limit
+
+    model, tok, data_cfg = tiny_model
+    long = "sinus rhythm, " + ", ".join(["normal electrocardiogram with regular p waves and narrow qrs"] * 6)
+    n_tokens = prompt_token_counts(tok, [long])[0]
+    assert data_cfg.max_text_tokens < n_tokens < 512
+    assert prompt_token_limit(model, tok) == 512  # MiniLM: tokenizer and position table agree
+    whole, cut = class_embeddings(model, tok, [long]), class_embeddings(model, tok, [long], data_cfg.max_text_tokens)
+    assert not torch.allclose(whole, cut, atol=1e-4)
+
+    prompts = {"SR": long, "AFIB": "atrial fibrillation"}
+    res = evaluate_zeroshot(model, tok, "ptbxl_rhythm", shards, data_cfg, prompts=prompts, split="test")
+    assert res.prompt_token_limit == 512 and res.truncated_prompts == []
+    t = class_embeddings(model, tok, [res.prompts[lab] for lab in res.labels]).numpy()
+    assert np.allclose(t[res.labels.index("SR")], whole[0].numpy(), atol=1e-5)
+
+    with caplog.at_level("WARNING", logger="merl.training.zeroshot"):
+        short = evaluate_zeroshot(model, tok, "ptbxl_rhythm", shards, data_cfg, prompts=prompts, split="test",
+                                  max_prompt_tokens=16)
+    assert short.truncated_prompts == ["SR"] and "longer than 16 tokens and were cut: ['SR']" in caplog.text
+    write_report(EvalReport([short, res]), tmp_path, plots=False)
+    data = json.loads((tmp_path / "results.json").read_text())
+    assert data["prompts_truncated"] == 1
+    assert data["zeroshot"][0]["truncated_prompts"] == ["SR"] and data["zeroshot"][0]["prompt_token_limit"] == 16

@@ -91,6 +91,10 @@ class EvalSection(StrictModel):
     prompts: str | None = Field(None, description="JSON {class: prompt} (or {task: {class: prompt}})")
     split: str = "val"
     batch_size: int = Field(64, ge=1)
+    max_prompt_tokens: int | None = Field(
+        None, ge=8, description="tokens of each class prompt encoded; None = the text model's maximum "
+                                "(never data.max_text_tokens: prompts are longer than reports)",
+    )
 
     @model_validator(mode="after")
     def _shards_for_tasks(self) -> EvalSection:

@@ -66,10 +66,14 @@ def embed_signals(bundle: Bundle, signals_mv: np.ndarray, fs: int, *, normalize:
 
 @torch.no_grad()
 def zero_shot(bundle: Bundle, signals_mv: np.ndarray, fs: int, prompts: Mapping[str, str] | list[str],
-              batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
-    """(cosine similarities [N, C], softmax over classes of the logit-scaled similarities [N, C])."""
-    model, cfg = bundle.model, bundle.config
-    text = class_embeddings(model, bundle.tokenizer, prompts, cfg.data.max_text_tokens).cpu()
+              batch_size: int = 64, max_prompt_tokens: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(cosine similarities [N, C], softmax over classes of the logit-scaled similarities [N, C]).
+
+    Prompts are encoded up to ``max_prompt_tokens`` (default: the text model's maximum; a cut
+    prompt is logged), not the training reports' ``data.max_text_tokens``.
+    """
+    model = bundle.model
+    text = class_embeddings(model, bundle.tokenizer, prompts, max_prompt_tokens).cpu()
     ecg = embed_signals(bundle, signals_mv, fs, normalize=True, batch_size=batch_size)
     scale = model.logit_scale.detach().float().clamp(max=MAX_LOGIT_SCALE).exp().cpu()
     cosine = zero_shot_scores(ecg, text)

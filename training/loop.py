@@ -295,7 +295,8 @@ def zeroshot_validation(module, cfg: TrainConfig, device) -> dict[str, float]:
         for task in cfg.eval.tasks:
             prompts = load_prompts(cfg.eval.prompts, task) if cfg.eval.prompts else None
             s = score_split(module, _tokenizer(cfg.model.text_model), task, cfg.eval.shards[task], cfg.data,
-                            prompts=prompts, split=cfg.eval.split, batch_size=cfg.eval.batch_size, device=str(device))
+                            prompts=prompts, split=cfg.eval.split, batch_size=cfg.eval.batch_size, device=str(device),
+                            max_prompt_tokens=cfg.eval.max_prompt_tokens)
             aucs[f"val_zeroshot_auc_{task}"] = float(task_metrics(s.y, s.scores, s.labels).macro_auc)
         module.train()
         value = {"val_zeroshot_auc": float(np.mean(list(aucs.values()))), **aucs}

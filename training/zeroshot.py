@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -35,16 +35,60 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def class_embeddings(model, tokenizer, prompts: Mapping[str, str] | Sequence[str], max_tokens: int = 128,
+DEFAULT_PROMPT_TOKENS = 512  # when neither the tokenizer nor the model states a maximum
+
+
+def prompt_token_limit(model, tokenizer, max_tokens: int | None = None) -> int:
+    """How many tokens of a class prompt are encoded: ``max_tokens`` if given, else the text
+    model's maximum (the tokenizer's ``model_max_length`` capped at the model's
+    ``max_position_embeddings``).
+
+    Never the training-report limit ``data.max_text_tokens``: CKEPE prompts (a label's
+    synonyms and descriptions) are longer than machine reports, and a cut prompt silently
+    scores a different class description.
+    """
+    if max_tokens:
+        return int(max_tokens)
+    limits = []
+    tok_max = getattr(tokenizer, "model_max_length", None)
+    if isinstance(tok_max, int) and 0 < tok_max < 100_000:  # unset = a huge sentinel
+        limits.append(tok_max)
+    config = getattr(getattr(getattr(model, "text_encoder", None), "model", None), "config", None)
+    pos_max = getattr(config, "max_position_embeddings", None)
+    if isinstance(pos_max, int) and pos_max > 0:
+        limits.append(pos_max)
+    return min(limits) if limits else DEFAULT_PROMPT_TOKENS
+
+
+def prompt_token_counts(tokenizer, texts: Sequence[str]) -> list[int]:
+    """Tokens per prompt, special tokens included, before any truncation."""
+    return [len(ids) for ids in tokenizer(list(texts), truncation=False)["input_ids"]]
+
+
+def truncated_prompts(tokenizer, texts: Sequence[str], limit: int) -> list[int]:
+    """Positions of the prompts longer than ``limit`` tokens (they would be cut)."""
+    return [i for i, n in enumerate(prompt_token_counts(tokenizer, texts)) if n > limit]
+
+
+def class_embeddings(model, tokenizer, prompts: Mapping[str, str] | Sequence[str], max_tokens: int | None = None,
                      batch_size: int = 64) -> torch.Tensor:
     """Unit text embeddings [C, D] (float32, on the model's device) of the class prompts, in order.
 
-    A mapping's values are the prompts. Prompts are padded per batch only; the model is in
+    A mapping's values are the prompts. Prompts are encoded up to ``max_tokens``, by default
+    the text model's maximum (:func:`prompt_token_limit`); a prompt still longer is cut and
+    logged as a warning, never silently. Prompts are padded per batch only; the model is in
     eval mode for the call and restored after (the train loop calls this between epochs).
     """
     import torch
 
+    names = list(prompts) if isinstance(prompts, Mapping) else None
     texts = list(prompts.values()) if isinstance(prompts, Mapping) else list(prompts)
+    limit = prompt_token_limit(model, tokenizer, max_tokens)
+    cut = truncated_prompts(tokenizer, texts, limit)
+    if cut:
+        which = [names[i] if names else texts[i][:40] for i in cut]
+        log.warning("%d of %d class prompts are longer than %d tokens and were cut: %s", len(cut), len(texts),
+                    limit, which)
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
@@ -52,7 +96,7 @@ def class_embeddings(model, tokenizer, prompts: Mapping[str, str] | Sequence[str
     try:
         with torch.inference_mode():
             for i in range(0, len(texts), batch_size):
-                tok = tokenizer(texts[i: i + batch_size], padding=True, truncation=True, max_length=max_tokens,
+                tok = tokenizer(texts[i: i + batch_size], padding=True, truncation=True, max_length=limit,
                                 return_tensors="pt")
                 out.append(model.encode_text(tok["input_ids"].to(device), tok["attention_mask"].to(device),
                                              normalize=True))
@@ -142,6 +186,8 @@ class SplitScores:
     scores: np.ndarray  # (n, C) cosine similarities
     prompts: dict[str, str]  # label -> prompt used
     dropped: dict[str, int]  # labels below the task's minimum record count
+    prompt_limit: int = 0  # tokens of each prompt encoded
+    truncated: list[str] = field(default_factory=list)  # labels whose prompt was longer and cut
 
 
 def score_split(
@@ -155,11 +201,15 @@ def score_split(
     batch_size: int = 64,
     device: str | None = None,
     progress: bool = False,
+    max_prompt_tokens: int | None = None,
 ) -> SplitScores:
     """Embed the task's labelled ``split`` records and score them against its class prompts.
 
     ``model`` is an (unwrapped) ``MERLModel``; it is moved to ``device`` if given and left
     in the train/eval mode it came in. A split without labelled records scores nothing.
+    Prompts are encoded up to ``max_prompt_tokens`` (default: the text model's maximum),
+    not ``data_cfg.max_text_tokens`` (the training reports' limit); cut ones are listed in
+    ``truncated``.
     """
     import torch
 
@@ -167,16 +217,19 @@ def score_split(
     sl = split_labels(task, shards_dir, split)
     labels = list(sl.matrix.labels)
     prompt_map = resolve_prompts(task, labels, prompts)
+    limit = prompt_token_limit(model, tokenizer, max_prompt_tokens)
+    cut = [labels[i] for i in truncated_prompts(tokenizer, [prompt_map[lab] for lab in labels], limit)]
     if len(sl.ids) == 0 or not labels:
         log.warning("%s: no %s records carry a task label in %s", task_name, split, shards_dir)
         empty = np.zeros((0, len(labels)))
         return SplitScores(task_name, split, sl.ids, labels, empty.astype(np.uint8), empty, prompt_map,
-                           sl.matrix.dropped)
+                           sl.matrix.dropped, limit, cut)
     if device is not None:
         model.to(device)
-    text = class_embeddings(model, tokenizer, [prompt_map[lab] for lab in labels], data_cfg.max_text_tokens)
+    text = class_embeddings(model, tokenizer, {lab: prompt_map[lab] for lab in labels}, limit)
     ecg = embed_ecgs(model, shards_dir, split, data_cfg, ids=list(sl.ids), batch_size=batch_size, progress=progress)
     if len(ecg.ids) != len(sl.ids) or not np.array_equal(ecg.ids, sl.ids):
         raise RuntimeError(f"{shards_dir}: read {len(ecg.ids)} signals for {len(sl.ids)} labelled {split} records")
     scores = zero_shot_scores(torch.from_numpy(ecg.emb), text).cpu().numpy()
-    return SplitScores(task_name, split, sl.ids, labels, sl.matrix.y, scores, prompt_map, sl.matrix.dropped)
+    return SplitScores(task_name, split, sl.ids, labels, sl.matrix.y, scores, prompt_map, sl.matrix.dropped,
+                       limit, cut)
