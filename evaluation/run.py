@@ -29,6 +29,8 @@ def run_evaluation(cfg: EvalConfig, model=None, tokenizer=None, data_cfg=None) -
         read_manifest(shards)  # fail fast, before loading the model, on a missing/unprepared folder
     if cfg.prompts and not Path(cfg.prompts).is_file():
         raise FileNotFoundError(f"prompts file not found: {cfg.prompts}")
+    # every task's prompts mapped before the model loads: a label the file gets wrong fails fast
+    task_prompts = {t: load_prompts(cfg.prompts, t) if cfg.prompts else None for t in cfg.tasks}
     if model is None:
         from merl.training.export import load_bundle
 
@@ -39,7 +41,7 @@ def run_evaluation(cfg: EvalConfig, model=None, tokenizer=None, data_cfg=None) -
         model, tokenizer, data_cfg = bundle.model, bundle.tokenizer, bundle.config.data
     zeroshot, probes = [], []
     for task, shards in cfg.tasks.items():
-        prompts = load_prompts(cfg.prompts, task) if cfg.prompts else None
+        prompts = task_prompts[task]
         log.info("zero-shot %s on %s (%s split)", task, shards, cfg.split)
         zeroshot.append(evaluate_zeroshot(model, tokenizer, task, shards, data_cfg, prompts=prompts,
                                           split=cfg.split, batch_size=cfg.batch_size, device=cfg.device,

@@ -39,6 +39,7 @@ class ZeroShotResult:
     y_true: np.ndarray = field(repr=False)  # (n_records, n_labels) 0/1
     prompt_token_limit: int = 0  # tokens of each prompt encoded
     truncated_prompts: list[str] = field(default_factory=list)  # labels whose prompt was cut to that limit
+    defaulted_prompts: list[str] = field(default_factory=list)  # labels the prompts file had no prompt for
 
     def summary(self) -> dict:
         """JSON-ready dict without the score / label arrays."""
@@ -48,6 +49,7 @@ class ZeroShotResult:
             "macro_acc": self.macro_acc, "excluded": self.excluded, "dropped_labels": self.dropped_labels,
             "per_class": self.per_class, "prompts": self.prompts,
             "prompt_token_limit": self.prompt_token_limit, "truncated_prompts": self.truncated_prompts,
+            "defaulted_prompts": self.defaulted_prompts,
         }
 
 
@@ -89,7 +91,7 @@ def evaluate_zeroshot(
     if len(s.ids) == 0 or not s.labels:
         nan = float("nan")
         return ZeroShotResult(task_name, split, 0, s.labels, {}, nan, nan, nan, list(s.labels),
-                              s.dropped, s.prompts, synthetic, s.scores, s.y, s.prompt_limit, s.truncated)
+                              s.dropped, s.prompts, synthetic, s.scores, s.y, s.prompt_limit, s.truncated, s.defaulted)
     tm = task_metrics(s.y, s.scores, s.labels)
     return ZeroShotResult(
         task=task_name, split=split, n_records=len(s.ids), labels=list(s.labels),
@@ -97,5 +99,5 @@ def evaluate_zeroshot(
         macro_auc=tm.macro_auc, macro_f1=tm.macro_f1, macro_acc=tm.macro_acc,
         excluded=list(tm.excluded), dropped_labels=s.dropped, prompts=s.prompts,
         synthetic=synthetic, scores=s.scores, y_true=s.y, prompt_token_limit=s.prompt_limit,
-        truncated_prompts=s.truncated,
+        truncated_prompts=s.truncated, defaulted_prompts=s.defaulted,
     )

@@ -155,3 +155,59 @@ def test_prompts_are_not_cut_to_the_report_length(tiny_model, shards, tmp_path, 
     data = json.loads((tmp_path / "results.json").read_text())
     assert data["prompts_truncated"] == 1
     assert data["zeroshot"][0]["truncated_prompts"] == ["SR"] and data["zeroshot"][0]["prompt_token_limit"] == 16
+
+
+def test_reference_prompt_file_drives_evaluate_as_is(shared_dir, tiny_model, shards, tmp_path):
+    """The paper's released CKEPE prompts ({label: prompt}, 131 labels): every label of every
+    task gets its prompt verbatim, none falls back, none is cut."""
+    from typer.testing import CliRunner
+
+    from merl.cli import app
+    from merl.training.config import TrainConfig
+    from merl.training.export import save_bundle
+    from merl.training.zeroshot import load_prompts
+
+    path = shared_dir / "reference" / "merl_ckepe_prompt.json"
+    if not path.is_file():
+        pytest.skip("reference prompt file absent")
+    released = json.loads(path.read_text())
+    for name, task in TASKS.items():
+        assert load_prompts(path, name) == {lab: released[lab] for lab in task.labels}
+    model, _, data_cfg = tiny_model
+    bundle = save_bundle(model, TrainConfig(model=TINY, data=data_cfg), tmp_path / "bundle")
+    out = tmp_path / "eval"
+    res = CliRunner().invoke(app, ["evaluate", "--model", str(bundle), "--task", f"ptbxl_rhythm={shards}",
+                                   "--task", f"ptbxl_super_class={shards}", "--prompts", str(path),
+                                   "--out", str(out), "plots=false"])
+    assert res.exit_code == 0, res.output
+    data = json.loads((out / "results.json").read_text())
+    for zs in data["zeroshot"]:
+        assert zs["prompts"] == {lab: released[lab] for lab in zs["prompts"]}
+        assert zs["defaulted_prompts"] == [] and zs["truncated_prompts"] == []
+    assert data["prompts_truncated"] == 0
+
+
+def test_prompt_files_with_unknown_labels_or_tasks_are_refused(tmp_path):
+    from merl.core.config import ConfigError
+    from merl.training.zeroshot import load_prompts
+
+    def write(obj):
+        p = tmp_path / "p.json"
+        p.write_text(json.dumps(obj))
+        return p
+
+    # keys are matched without the SCP table's underscores and case
+    assert load_prompts(write({"nst_": "non-specific st", "AFIB": "af", "SB": "sinus brady"}), "ptbxl_form") == {
+        "NST": "non-specific st"}
+    with pytest.raises(ConfigError, match=r"unknown label\(s\) \['AFIBB'\]"):
+        load_prompts(write({"AFIB": "af", "AFIBB": "typo"}), "icbeb")
+    with pytest.raises(ConfigError, match="no prompt for any icbeb label"):
+        load_prompts(write({"HYP": "hypertrophy"}), "icbeb")
+    # per task: the section must use that task's labels; dataset names work as task keys
+    assert load_prompts(write({"cpsc2018": {"AFIB": "af"}}), "icbeb") == {"AFIB": "af"}
+    with pytest.raises(ConfigError, match=r"\[icbeb\]: unknown label\(s\) \['HYP'\]: not labels of icbeb"):
+        load_prompts(write({"icbeb": {"AFIB": "af", "HYP": "x"}}), "icbeb")
+    with pytest.raises(ConfigError, match=r"unknown task\(s\) \['ptb'\]"):
+        load_prompts(write({"ptb": {"NORM": "normal"}}), "ptbxl_super_class")
+    with pytest.raises(ConfigError, match="none for chapman"):
+        load_prompts(write({"icbeb": {"AFIB": "af"}}), "chapman")

@@ -14,7 +14,7 @@ from merl.core.config import ConfigError, load_config
 from merl.core.io import sha256_file
 from merl.training.data.manifest import read_manifest
 from merl.training.data.prepare import PrepareConfig, assign_splits, prepare, process_records
-from merl.training.data.readers import make_reader
+from merl.training.data.readers import RecordRef, make_reader
 from merl.training.data.schema import LEADS, SHARD_SCHEMA, decode_signal
 from merl.training.data.shards import read_shard
 
@@ -151,6 +151,9 @@ def test_published_splits_ship_and_are_the_default_for_real_cpsc_and_csn(tmp_pat
     assert assign_splits("csn", refs, PrepareConfig().split, synthetic=True).summary["mode"] == "seeded"
     assert len(refs) == 6
     assert assign_splits("csn", refs, PrepareConfig(split={"mode": "published"}).split, synthetic=True).excluded
+    with pytest.raises(ConfigError, match="none of the 6 records is in published_splits/csn.csv"):
+        assign_splits("csn", [RecordRef(id=f"X{i}", source="csn", path=f"/x/X{i}") for i in range(6)],
+                      PrepareConfig(split={"mode": "published"}).split)
     with pytest.raises(ConfigError, match="no published split for 'mimic'"):
         assign_splits("mimic", [], PrepareConfig(split={"mode": "published"}).split)
     with pytest.raises(ConfigError, match="split.csv is set"):

@@ -42,6 +42,10 @@ def with_absolute_paths(cfg: TrainConfig) -> TrainConfig:
         cfg.eval.prompts = absolute(cfg.eval.prompts)
         if not is_uri(cfg.eval.prompts) and not Path(cfg.eval.prompts).is_file():
             raise FileNotFoundError(f"eval.prompts: {cfg.eval.prompts} not found (write it with `merl prompts`)")
+        from merl.training.zeroshot import load_prompts
+
+        for task in cfg.eval.tasks:  # unknown labels fail here, not after the first epoch
+            load_prompts(cfg.eval.prompts, task)
     return cfg
 
 

@@ -184,6 +184,12 @@ def assign_splits(dataset: str, refs: list[RecordRef], cfg: SplitConfig, synthet
             reason = "not in the published split list"
         n_before = len(refs)
         excluded = _apply_table(refs, table, reason)
+        if n_before and not refs:
+            raise ConfigError(
+                f"{dataset}: none of the {n_before} records is in {summary['list']} (ids such as "
+                f"{', '.join(sorted(table)[:2])}): this folder names its records differently (e.g. CPSC2018's "
+                "icbeb_database.csv re-write numbers them by ecg_id). Prepare the original layout, give --split-csv, "
+                "or use --split seeded")
         summary.update(listed=len(table), matched=len(refs), excluded=len(excluded),
                        listed_missing=len(table) - len(refs))
         if excluded:
