@@ -185,6 +185,10 @@ def test_reference_prompt_file_drives_evaluate_as_is(shared_dir, tiny_model, sha
         assert zs["prompts"] == {lab: released[lab] for lab in zs["prompts"]}
         assert zs["defaulted_prompts"] == [] and zs["truncated_prompts"] == []
     assert data["prompts_truncated"] == 0
+    cmp = data["paper_comparison"]  # from the bundle's config and the shards' manifests
+    assert cmp["comparable"] is False and cmp["prompts"] == "the paper's released CKEPE prompts"
+    assert {"synthetic data", "model.arch=merl-ray (the paper's towers and heads: paper)"} <= set(cmp["reasons"])
+    assert "ptbxl_rhythm: shards of 'synthetic-test', not prepared from ptbxl" in cmp["reasons"]
 
 
 def test_prompt_files_with_unknown_labels_or_tasks_are_refused(tmp_path):

@@ -1,9 +1,11 @@
 """Self-contained inference bundle: weights + config + tokenizer + text-model config.
 
 ``save_bundle`` writes a folder that loads offline anywhere (no hub, no training code
-paths): ``model.safetensors``, ``train_config.json``, ``text_model/`` (tokenizer files and
-the HF model config), and ``source.json`` where the weights came from elsewhere (e.g.
-``merl import-reference``). ``load_bundle`` rebuilds the model from those alone.
+paths): ``model.safetensors``, ``train_config.json``, ``text_model/`` (tokenizer files,
+the HF model config, and ``merl_source.json``: the text model's original name, since
+``train_config.json`` points at the bundle's own copy), and ``source.json`` where the
+weights came from elsewhere (e.g. ``merl import-reference``). ``load_bundle`` rebuilds the
+model from those alone.
 """
 
 from __future__ import annotations
@@ -25,6 +27,16 @@ WEIGHTS = "model.safetensors"
 CONFIG = "train_config.json"
 TEXT_DIR = "text_model"
 SOURCE = "source.json"
+TEXT_SOURCE = "merl_source.json"  # in TEXT_DIR: {"text_model": the name or path it was built from}
+
+
+def text_model_source(name_or_path: str) -> str:
+    """The original name of a text model; a bundle's ``text_model/`` copy answers with the name
+    it was made from, so re-exports keep it."""
+    p = Path(name_or_path) / TEXT_SOURCE
+    if p.is_file():
+        return str(json.loads(p.read_text()).get("text_model", name_or_path))
+    return name_or_path
 
 
 @dataclass
@@ -33,6 +45,7 @@ class Bundle:
     tokenizer: Any
     config: TrainConfig
     info: dict[str, Any] = field(default_factory=dict)  # source.json: provenance of imported weights
+    text_model: str = ""  # the text model's original name or path (config.model.text_model is the bundle's copy)
 
 
 def save_bundle(model: torch.nn.Module, cfg: TrainConfig, out_dir: str | Path,
@@ -50,6 +63,7 @@ def save_bundle(model: torch.nn.Module, cfg: TrainConfig, out_dir: str | Path,
     from transformers import AutoConfig
 
     AutoConfig.from_pretrained(resolve_text_model(cfg.model.text_model)).save_pretrained(text_dir)
+    atomic_write_text(text_dir / TEXT_SOURCE, json.dumps({"text_model": text_model_source(cfg.model.text_model)}))
     bundled = cfg.model_copy(deep=True)
     bundled.model.text_model = TEXT_DIR  # relative: resolved against the bundle on load
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
@@ -97,4 +111,5 @@ def load_bundle(path: str | Path, device: str = "cpu") -> Bundle:
     model.load_state_dict(load_file(str(root / WEIGHTS)))
     model.to(device).eval()
     info = json.loads((root / SOURCE).read_text()) if (root / SOURCE).is_file() else {}
-    return Bundle(model=model, tokenizer=AutoTokenizer.from_pretrained(str(root / TEXT_DIR)), config=local, info=info)
+    return Bundle(model=model, tokenizer=AutoTokenizer.from_pretrained(str(root / TEXT_DIR)), config=local, info=info,
+                  text_model=text_model_source(str(root / TEXT_DIR)))
