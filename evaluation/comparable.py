@@ -95,8 +95,14 @@ def shard_reasons(task: str, manifest: Manifest) -> list[str]:
     if mode != "published":
         what = "strat_fold" if source == "ptbxl" else "the published split list"
         out.append(f"{task}: split {mode} (the paper's: {what}; `merl data prepare --preset paper`)")
-    elif source in _PUBLISHED_LIST and split.get("listed_missing"):
-        out.append(f"{task}: {split['listed_missing']} records of the published split are missing from {manifest.dataset}")
+    elif source in _PUBLISHED_LIST:
+        from merl.training.data.splits import published_split
+
+        listed = sum(s == "test" for s in published_split(source).values())
+        have = manifest.counts.by_split.get("test", 0)
+        if have < listed:
+            out.append(f"{task}: {listed - have} of the published split's {listed} test records are missing "
+                       "(absent from the folder or quarantined)")
     if source == "ptbxl" and cfg.get("ptbxl_sampling", "hr") != "hr":
         out.append(f"{task}: PTB-XL records100 (the reference reads records500)")
     canon = cfg.get("canonical") or {}

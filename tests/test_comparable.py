@@ -13,15 +13,17 @@ from merl.evaluation.comparable import RunFacts, paper_comparability, prompts_fi
 from merl.evaluation.report import EvalReport
 from merl.evaluation.zeroshot import ZeroShotResult
 from merl.training.config import TrainConfig, paper_config
-from merl.training.data.manifest import Manifest
+from merl.training.data.manifest import Counts, Manifest
 
 PAPER_MANIFESTS = {
     "ptbxl": Manifest(dataset="ptbxl", config={"ptbxl_sampling": "hr", "canonical": {"seconds": 10.0, "crop": "first"}},
                       split={"mode": "published", "list": "strat_fold"}),
     "cpsc2018": Manifest(dataset="cpsc2018", config={"canonical": {"seconds": 5.0, "crop": "first"}},
-                         split={"mode": "published", "listed": 6877, "matched": 6877, "listed_missing": 0}),
+                         split={"mode": "published", "listed": 6877, "matched": 6877, "listed_missing": 0},
+                         counts=Counts(by_split={"train": 4950, "val": 551, "test": 1376})),
     "csn": Manifest(dataset="csn", config={"canonical": {"seconds": 10.0, "crop": "first"}},
-                    split={"mode": "published", "listed": 23026, "matched": 23026, "listed_missing": 0}),
+                    split={"mode": "published", "listed": 23026, "matched": 23026, "listed_missing": 0},
+                    counts=Counts(by_split={"train": 16546, "val": 1860, "test": 4620})),
 }
 
 
@@ -54,7 +56,8 @@ def test_a_paper_faithful_run_is_comparable(tmp_path):
 def test_every_difference_is_a_reason(tmp_path):
     manifests = {t: PAPER_MANIFESTS[TASKS[t].source] for t in TASKS}
     manifests["icbeb"] = Manifest(dataset="cpsc2018", config={"canonical": {"seconds": 10.0, "crop": "first"}},
-                                  split={"mode": "published", "listed_missing": 0})
+                                  split={"mode": "published", "listed_missing": 0},
+                                  counts=Counts(by_split={"test": 1370}))
     manifests["chapman"] = Manifest(dataset="csn", config={}, split={"mode": "seeded"})
     results = [result(t, synthetic=t == "icbeb", limit=128 if t == "ptbxl_form" else 512,
                       truncated=["NORM"] if t == "ptbxl_super_class" else (),
@@ -65,7 +68,8 @@ def test_every_difference_is_a_reason(tmp_path):
     text = "\n".join(check["reasons"])
     for needle in ("synthetic data", "5 of 6 tasks", "split val scored", "model.arch=merl-ray", "text model default",
                    "model.text_pooling=mean", "input 100 Hz x 1000", "data.normalize=minmax", "data.lead_order=standard",
-                   "icbeb: CPSC2018 kept 10 s", "chapman: split seeded", "chapman: no prompt in prompts.json for AFIB",
+                   "icbeb: CPSC2018 kept 10 s", "icbeb: 6 of the published split's 1376 test records are missing",
+                   "chapman: split seeded", "chapman: no prompt in prompts.json for AFIB",
                    "ptbxl_super_class: prompts cut to 512 tokens: NORM", "ptbxl_form: prompt limit 128 tokens"):
         assert needle in text, needle
     assert "no prompts file" in "\n".join(paper_comparability(facts(tmp_path, prompts=None))["reasons"])

@@ -182,7 +182,7 @@ def test_paper_preset_prepares_cpsc_as_the_reference(tmp_path, ray_local):
         assert sig.shape == (12, 5000) and not sig[:, 2500:].any() and sig[:, :2500].any()
     from merl.training.data.prepare import preset_overrides
 
-    assert preset_overrides("paper", "csn") == ["split.mode=published"]
+    assert preset_overrides("paper", "csn") == ["split.mode=published", "canonical.reject_flat_leads=false"]
     assert preset_overrides("default", "cpsc2018") == []
 
 

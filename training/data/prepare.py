@@ -94,15 +94,17 @@ PRESETS = ("default", "paper")
 def preset_overrides(preset: str, dataset: str) -> list[str]:
     """``key=value`` items a named preset sets for ``dataset``: applied over a ``--config``
     file, under explicit overrides. ``paper`` = the reference's downstream inputs: the
-    published splits (CPSC2018/CSN lists, PTB-XL strat_fold), PTB-XL at 500 Hz, and
-    CPSC2018's first 5 s zero-padded to 10 s (the reference's 2500 of 5000 samples)."""
+    published splits (CPSC2018/CSN lists, PTB-XL strat_fold) with every record they name
+    (a constant lead does not quarantine a record), PTB-XL at 500 Hz, and CPSC2018's first
+    5 s zero-padded to 10 s (the reference's 2500 of 5000 samples)."""
     if preset not in PRESETS:
         raise ConfigError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
     if preset == "default":
         return []
     items = []
     if dataset in PUBLISHED_SPLITS or dataset == "ptbxl":
-        items.append("split.mode=published")
+        # every record the published splits name stays in (the reference kept constant leads)
+        items += ["split.mode=published", "canonical.reject_flat_leads=false"]
     if dataset == "ptbxl":
         items.append("ptbxl_sampling=hr")
     if dataset == "cpsc2018":
