@@ -98,6 +98,32 @@ def test_clear_errors(api_model, signals):
         model.embed_ecg(signals[:, :6], fs=500)
 
 
+def test_cli_classify_prompts_file(api_model, tmp_path):
+    """`merl classify --prompts`: a {class: prompt} file; a per-task file is refused, not misread."""
+    from typer.testing import CliRunner
+
+    from merl.cli import app
+    from merl.core.config import ConfigError
+
+    _, bundle = api_model
+    record = tmp_path / "rec"
+    import wfdb
+
+    sig = np.random.default_rng(1).normal(scale=0.3, size=(5000, 12))
+    wfdb.wrsamp("rec", fs=500, units=["mV"] * 12, sig_name=["I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3",
+                                                             "V4", "V5", "V6"], p_signal=sig, write_dir=str(tmp_path))
+    flat, nested = tmp_path / "flat.json", tmp_path / "nested.json"
+    flat.write_text(json.dumps({"NORM": "normal ecg", "AFIB": "atrial fibrillation"}))
+    nested.write_text(json.dumps({"icbeb": {"NORM": "normal ecg"}}))
+    run = lambda p: CliRunner().invoke(app, ["classify", "--model", str(bundle), "--input", str(record),
+                                             "--prompts", str(p)])
+    res = run(flat)
+    assert res.exit_code == 0, res.output
+    assert "NORM" in res.output and "AFIB" in res.output
+    res = run(nested)
+    assert isinstance(res.exception, ConfigError) and "say which task" in str(res.exception)
+
+
 def test_import_merl_stays_light():
     code = ("import sys, merl, merl.core.config; assert 'torch' not in sys.modules, 'torch imported'; "
             "assert callable(merl.load) and 'torch' in sys.modules")

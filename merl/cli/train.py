@@ -113,10 +113,10 @@ def classify_cmd(
     if bool(labels) == bool(prompts):
         raise ConfigError("give exactly one of --labels A,B,C or --prompts prompts.json")
     if prompts:
-        if not prompts.is_file():
-            raise FileNotFoundError(f"prompts file not found: {prompts}")
-        class_prompts = json.loads(prompts.read_text())
-        if not isinstance(class_prompts, dict) or not class_prompts:
+        from merl.training.zeroshot import load_prompts
+
+        class_prompts = load_prompts(prompts)  # {class: prompt}; a per-task file is refused, not misread
+        if not class_prompts:
             raise ConfigError(f"{prompts}: expected a JSON object {{class: prompt}}")
     else:
         names = [x.strip() for x in labels.split(",") if x.strip()]
