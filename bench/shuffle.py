@@ -16,7 +16,7 @@ rows at 100 Hz, ~530 at 500 Hz) and the 1,024-row window hold well under 1% of i
 * ``..._<mode>_index_order``: on index-ordered shards; ``window_4_batches`` is the loader
   before this change (a 4-batch row window, files in manifest order).
 * ``batch_pairs_repeated_next_epoch_<mode>``: share of epoch 2's within-batch pairs that
-  already shared a batch in epoch 1 (``none``, the reference's fixed order: all of them).
+  already shared a batch in epoch 1 (``_random``: two independent permutations).
 """
 
 from __future__ import annotations
