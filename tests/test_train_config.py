@@ -20,7 +20,8 @@ def test_shipped_configs_validate(name):
     assert cfg.model.ecg_encoder == "resnet18"
     if name == "pretrain_paper":
         assert (cfg.data.fs, cfg.data.n_samples, cfg.data.batch_size, cfg.train.num_workers) == (500, 5000, 128, 8)
-        assert cfg.train.backend == "deepspeed" and cfg.train.zero_stage == 2 and cfg.train.epochs == 50
+        assert cfg.train.backend == "deepspeed" and cfg.train.zero_stage == 2 and cfg.train.epochs == 21
+        assert cfg.model.arch == "paper" and cfg.optim.grad_clip == 0.0
 
 
 def test_bad_values_are_clear_errors():

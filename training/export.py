@@ -1,8 +1,11 @@
 """Self-contained inference bundle: weights + config + tokenizer + text-model config.
 
 ``save_bundle`` writes a folder that loads offline anywhere (no hub, no training code
-paths): ``model.safetensors``, ``train_config.json``, ``text_model/`` (tokenizer files and
-the HF model config). ``load_bundle`` rebuilds the model from those alone.
+paths): ``model.safetensors``, ``train_config.json``, ``text_model/`` (tokenizer files,
+the HF model config, and ``merl_source.json``: the text model's original name, since
+``train_config.json`` points at the bundle's own copy), and ``source.json`` where the
+weights came from elsewhere (e.g. ``merl import-reference``). ``load_bundle`` rebuilds the
+model from those alone.
 
 ``train_config.json`` is written last and is what marks a folder as a bundle. At a URI
 (``s3://...``) the bundle is built in a local temporary folder and uploaded file by file,
@@ -17,7 +20,7 @@ import logging
 import shutil
 import tempfile
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +35,17 @@ log = logging.getLogger(__name__)
 WEIGHTS = "model.safetensors"
 CONFIG = "train_config.json"
 TEXT_DIR = "text_model"
+SOURCE = "source.json"
+TEXT_SOURCE = "merl_source.json"  # in TEXT_DIR: {"text_model": the name or path it was built from}
+
+
+def text_model_source(name_or_path: str) -> str:
+    """The original name of a text model; a bundle's ``text_model/`` copy answers with the name
+    it was made from, so re-exports keep it."""
+    p = Path(name_or_path) / TEXT_SOURCE
+    if p.is_file():
+        return str(json.loads(p.read_text()).get("text_model", name_or_path))
+    return name_or_path
 
 
 @dataclass
@@ -39,16 +53,20 @@ class Bundle:
     model: torch.nn.Module
     tokenizer: Any
     config: TrainConfig
+    info: dict[str, Any] = field(default_factory=dict)  # source.json: provenance of imported weights
+    text_model: str = ""  # the text model's original name or path (config.model.text_model is the bundle's copy)
 
 
-def save_bundle(model: torch.nn.Module, cfg: TrainConfig, out_dir: str | Path) -> Path | str:
-    """Write an inference bundle for ``model`` (a :class:`MERLModel`) trained with ``cfg``.
+def save_bundle(model: torch.nn.Module, cfg: TrainConfig, out_dir: str | Path,
+                info: dict[str, Any] | None = None) -> Path | str:
+    """Write an inference bundle for ``model`` (a :class:`MERLModel`) trained with ``cfg``;
+    ``info`` (provenance) goes to ``source.json``.
 
     Returns the bundle folder: a local Path, or the URI it was uploaded to."""
     if is_uri(out_dir):
         with tempfile.TemporaryDirectory(prefix="merl-bundle-") as tmp:
-            save_bundle(model, cfg, Path(tmp) / "bundle")
-            upload_dir(Path(tmp) / "bundle", str(out_dir), last=[CONFIG])
+            save_bundle(model, cfg, Path(tmp) / "bundle", info=info)
+            upload_dir(Path(tmp) / "bundle", str(out_dir), last=[CONFIG])  # prunes a stale source.json
         log.info("uploaded inference bundle to %s", out_dir)
         return str(out_dir)
     from safetensors.torch import save_file
@@ -62,12 +80,17 @@ def save_bundle(model: torch.nn.Module, cfg: TrainConfig, out_dir: str | Path) -
     from transformers import AutoConfig
 
     AutoConfig.from_pretrained(resolve_text_model(cfg.model.text_model)).save_pretrained(text_dir)
+    atomic_write_text(text_dir / TEXT_SOURCE, json.dumps({"text_model": text_model_source(cfg.model.text_model)}))
     bundled = cfg.model_copy(deep=True)
     bundled.model.text_model = TEXT_DIR  # relative: resolved against the bundle on load
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
     tmp = out / f".{WEIGHTS}.tmp"
     save_file(tensors, str(tmp), metadata={"format": "pt"})
     tmp.replace(out / WEIGHTS)
+    if info:
+        atomic_write_text(out / SOURCE, json.dumps(info, indent=2))
+    else:  # a re-export over an imported bundle must not keep its provenance
+        (out / SOURCE).unlink(missing_ok=True)
     atomic_write_text(out / CONFIG, bundled.model_dump_json(indent=2))
     log.info("wrote inference bundle %s", out)
     return out
@@ -119,4 +142,6 @@ def load_bundle(path: str | Path, device: str = "cpu") -> Bundle:
     model = build_model(local.model, local.loss, pretrained_text=False)
     model.load_state_dict(load_file(str(root / WEIGHTS)))
     model.to(device).eval()
-    return Bundle(model=model, tokenizer=AutoTokenizer.from_pretrained(str(root / TEXT_DIR)), config=local)
+    info = json.loads((root / SOURCE).read_text()) if (root / SOURCE).is_file() else {}
+    return Bundle(model=model, tokenizer=AutoTokenizer.from_pretrained(str(root / TEXT_DIR)), config=local, info=info,
+                  text_model=text_model_source(str(root / TEXT_DIR)))

@@ -44,7 +44,7 @@ from merl.training.checkpoint import (
     write_checkpoint,
 )
 from merl.training.config import TrainConfig
-from merl.training.data.loader import Collate, pad_id_for
+from merl.training.data.loader import Collate, iter_shuffle_options, pad_id_for
 from merl.training.loss import MAX_LOGIT_SCALE, MERLLoss, clip_loss, retrieval_accuracy
 from merl.training.metrics_log import MetricsLogger
 from merl.training.model import build_model
@@ -466,7 +466,7 @@ def zeroshot_validation(stepper: Stepper, cfg: TrainConfig, device) -> dict[str,
                 prompts = load_prompts(cfg.eval.prompts, task) if cfg.eval.prompts else None
                 s = score_split(module, _tokenizer(cfg.model.text_model), task, cfg.eval.shards[task], cfg.data,
                                 prompts=prompts, split=cfg.eval.split, batch_size=cfg.eval.batch_size,
-                                device=str(device))
+                                device=str(device), max_prompt_tokens=cfg.eval.max_prompt_tokens)
                 aucs[f"val_zeroshot_auc_{task}"] = float(task_metrics(s.y, s.scores, s.labels).macro_auc)
             value = {"val_zeroshot_auc": float(np.mean(list(aucs.values()))), **aucs}
     if dist.is_initialized() and dist.get_world_size() > 1:
@@ -589,17 +589,17 @@ _END = object()
 def run_epoch(w: _Worker, train_shard, loss_fn: MERLLoss) -> bool:
     """Train through the rest of ``state.epoch``; True when ``max_steps`` is reached.
 
-    A resumed epoch skips the micro-batches consumed before its checkpoint. Mid-epoch
-    checkpoints (``every_n_steps``) carry training metrics only, no validation score; none
-    is written on an epoch's last step, where the validated end-of-epoch one is written.
+    A resumed epoch skips as many micro-batches as were consumed before its checkpoint (the
+    same count, not the same rows: the epoch's order is drawn anew). Mid-epoch checkpoints
+    (``every_n_steps``) carry training metrics only, no validation score; none is written on
+    an epoch's last step, where the validated end-of-epoch one is written.
     """
     cfg, state, stepper = w.cfg, w.state, w.stepper
     max_steps = cfg.train.max_steps
     skip = state.batch_in_epoch
     it = train_shard.iter_torch_batches(
         batch_size=cfg.data.batch_size, collate_fn=w.collate, drop_last=True, device=w.device,
-        prefetch_batches=cfg.data.prefetch, local_shuffle_buffer_size=cfg.data.batch_size * 4,
-        local_shuffle_seed=cfg.train.seed + state.epoch,
+        prefetch_batches=cfg.data.prefetch, **iter_shuffle_options(cfg.data, cfg.train.seed, state.epoch),
     )
     done = False
     for i, batch, last in _with_last(it):

@@ -61,6 +61,10 @@ def with_absolute_paths(cfg: TrainConfig) -> TrainConfig:
         cfg.eval.prompts = absolute(cfg.eval.prompts)
         if not is_file(cfg.eval.prompts):
             raise FileNotFoundError(f"eval.prompts: {cfg.eval.prompts} not found (write it with `merl prompts`)")
+        from merl.training.zeroshot import load_prompts
+
+        for task in cfg.eval.tasks:  # unknown labels fail here, not after the first epoch
+            load_prompts(cfg.eval.prompts, task)
     return cfg
 
 
@@ -90,7 +94,7 @@ def build_trainer(cfg: TrainConfig, *, storage_path: str | None = None, name: st
                                                checkpoint_score_order="max"),
             callbacks=extra_callbacks or None,
         ),
-        datasets=split_datasets(cfg.data, cfg.model.text_model),
+        datasets=split_datasets(cfg.data, cfg.model.text_model, seed=cfg.train.seed),
     )
 
 

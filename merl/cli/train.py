@@ -1,4 +1,4 @@
-"""`merl train`, `merl export`, `merl classify` (heavy imports inside the command bodies)."""
+"""`merl train`, `merl export`, `merl import-reference`, `merl classify` (heavy imports inside the command bodies)."""
 
 from __future__ import annotations
 
@@ -101,6 +101,29 @@ def export_cmd(
     typer.echo(f"wrote {export_checkpoint(checkpoint, out)}")
 
 
+def import_reference_cmd(
+    checkpoint: str = typer.Option(..., "--checkpoint", help="The reference's <encoder>_ckpt.pth (whole model) "
+                                   "or, with --encoder-only, <encoder>_encoder.pth (local or a URI)."),
+    ecg_encoder: str = typer.Option(..., "--ecg-encoder", help="resnet18|resnet34|resnet50|resnet101|"
+                                    "vit_tiny|vit_small|vit_middle|vit_base: the encoder the file was trained with."),
+    out: str = typer.Option(..., "--out", help="Bundle folder to write, local or a URI (loads with `merl classify`, "
+                            "`merl.load`)."),
+    text_model: str = typer.Option("ncbi/MedCPT-Query-Encoder", "--text-model", help="MedCPT-Query-Encoder by "
+                                   "Hugging Face name or local folder: tokenizer + config (+ weights with --encoder-only)."),
+    encoder_only: bool = typer.Option(False, "--encoder-only", help="The file holds the ECG encoder only: the bundle "
+                                      "serves linear probing; its heads are untrained."),
+) -> None:
+    """Convert one of MERL's released checkpoints into an export bundle (`model.arch: paper`).
+
+    Every key is mapped and shape-checked; nothing is left over except the ResNets' unused
+    classifier. The imported model computes what the reference computes (docs/fidelity.md).
+    """
+    from merl.training.reference import import_reference
+
+    path = import_reference(checkpoint, ecg_encoder, out, text_model=text_model, encoder_only=encoder_only)
+    typer.echo(f"wrote {path}")
+
+
 def classify_cmd(
     model: str = typer.Option(..., "--model", help="Bundle folder written by `merl export` (local or a URI)."),
     input: str = typer.Option(..., "--input", help="One WFDB record (path without extension) or a shard folder "
@@ -114,12 +137,10 @@ def classify_cmd(
     if bool(labels) == bool(prompts):
         raise ConfigError("give exactly one of --labels A,B,C or --prompts prompts.json")
     if prompts:
-        from merl.core.io import is_file, read_text
+        from merl.training.zeroshot import load_prompts
 
-        if not is_file(prompts):
-            raise FileNotFoundError(f"prompts file not found: {prompts}")
-        class_prompts = json.loads(read_text(prompts))
-        if not isinstance(class_prompts, dict) or not class_prompts:
+        class_prompts = load_prompts(prompts)  # {class: prompt}, local or a URI; a per-task file is refused
+        if not class_prompts:
             raise ConfigError(f"{prompts}: expected a JSON object {{class: prompt}}")
     else:
         names = [x.strip() for x in labels.split(",") if x.strip()]
@@ -127,13 +148,11 @@ def classify_cmd(
     from rich.console import Console
     from rich.table import Table
 
-    from merl.training.export import load_bundle
-    from merl.training.infer import load_inputs, score
+    from merl.api import load, read_ecgs
 
-    bundle = load_bundle(model)
-    ids, signals, fs = load_inputs(input)
-    probs = score(bundle, signals, fs, class_prompts)
-    classes = list(class_prompts)
+    ids, signals, fs = read_ecgs(input)
+    result = load(model).classify(signals, fs, prompts=class_prompts)
+    probs, classes = result.probs, result.classes
     synthetic = _is_shard_folder(input) and _is_synthetic(input)
     table = Table(title=f"zero-shot scores ({len(ids)} {'synthetic ' if synthetic else ''}records)")
     table.add_column("record")
@@ -170,4 +189,4 @@ def _is_synthetic(shards: str) -> bool:
 
 
 # Functions listed here become top-level commands (`merl <name>`; a trailing _cmd is dropped).
-TOP_LEVEL: list = [train_cmd, export_cmd, classify_cmd]
+TOP_LEVEL: list = [train_cmd, export_cmd, import_reference_cmd, classify_cmd]

@@ -32,6 +32,7 @@ class ShardInfo(BaseModel):
 class Counts(BaseModel):
     records: int = 0
     quarantined: int = 0
+    excluded: int = 0  # readable records left out by the split policy (not in the published list / split file)
     by_split: dict[str, int] = Field(default_factory=dict)
 
 
@@ -42,6 +43,7 @@ class Manifest(BaseModel):
     counts: Counts = Field(default_factory=Counts)
     shards: list[ShardInfo] = Field(default_factory=list)
     config: dict[str, Any] = Field(default_factory=dict)  # the prepare run's config, as JSON
+    split: dict[str, Any] = Field(default_factory=dict)  # how splits were assigned (prepare.SplitOutcome.summary)
 
     def shard_paths(self, root: str | Path) -> list[str]:
         return [join(root, s.file) for s in self.shards]
