@@ -48,8 +48,10 @@ class RunFacts:
 
 
 def prompts_fingerprint(path: str | Path) -> str:
-    """sha256 of a prompts JSON as canonical JSON (whitespace and key order do not count)."""
-    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    """sha256 of a prompts JSON (local or a URI) as canonical JSON (whitespace and key order do not count)."""
+    from merl.core.io import read_text
+
+    data = json.loads(read_text(path))
     return hashlib.sha256(json.dumps(data, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
 

@@ -150,13 +150,14 @@ class MERL:
 
 def read_ecgs(path: str | Path) -> tuple[list[str], np.ndarray, int]:
     """(record ids, signals [N, 12, L] in mV with leads in the canonical order, fs) from one
-    WFDB record (path without extension) or a prepared shard folder: input for ``embed_ecg``
-    and ``classify``. Leads are matched by name, whatever order the file stores them in."""
+    WFDB record (path without extension) or a prepared shard folder (local or a URI): input for
+    ``embed_ecg`` and ``classify``. Leads are matched by name, whatever order the file stores them in."""
     from merl.training.infer import load_inputs
 
     return load_inputs(path)
 
 
 def load(path: str | Path, device: str = "cpu") -> MERL:
-    """Load an export bundle (`merl export` / `merl import-reference`) for inference, offline."""
+    """Load an export bundle (`merl export` / `merl import-reference`; a local folder or a URI,
+    downloaded first) for inference, offline."""
     return MERL(load_bundle(path, device=device))

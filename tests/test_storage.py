@@ -173,3 +173,47 @@ def test_storage_location_reroots_ray_paths():
     assert storage_location("/abs/runs/r", "/abs/runs") == "/abs/runs/r"
     with pytest.raises(ValueError, match="not under"):
         storage_location("other/r", "s3://bkt/runs")
+
+
+def test_bundle_provenance_and_text_model_at_a_uri(s3, tmp_path):
+    """save_bundle(info=...) at s3:// builds locally and uploads, train_config.json last;
+    load_bundle and merl.load read source.json and text_model/merl_source.json from the
+    download; a re-export without info prunes the stale source.json. A prompts file and a
+    reference checkpoint are read at URIs too."""
+    from io import BytesIO
+
+    import numpy as np
+    import torch
+
+    import merl
+    from merl.training.config import ModelConfig, TrainConfig
+    from merl.training.data.config import DataConfig
+    from merl.training.export import CONFIG, SOURCE, TEXT_DIR, TEXT_SOURCE, load_bundle, save_bundle
+    from merl.training.model import build_model
+    from merl.training.reference import load_reference_state_dict
+    from merl.training.zeroshot import load_prompts
+
+    cfg = TrainConfig(model=ModelConfig(width=8, freeze_text_layers=6, proj_dim=32, proj_hidden=32),
+                      data=DataConfig(fs=100, n_samples=1000, max_text_tokens=32))
+    uri = s3.uri()
+    assert save_bundle(build_model(cfg.model, cfg.loss), cfg, uri, info={"source": "test"}) == uri
+    assert all(io.is_file(join(uri, f)) for f in (CONFIG, SOURCE, f"{TEXT_DIR}/{TEXT_SOURCE}"))
+    bundle = load_bundle(uri)
+    assert bundle.info == {"source": "test"} and bundle.text_model == cfg.model.text_model
+    loaded = merl.load(uri)
+    assert loaded.info == {"source": "test"}
+    signals = np.random.default_rng(0).normal(scale=0.5, size=(2, 12, 1000)).astype(np.float32)
+    assert loaded.classify(signals, 100, labels=["normal ecg", "atrial fibrillation"]).probs.shape == (2, 2)
+    save_bundle(bundle.model, bundle.config, uri)  # re-export from the downloaded copy, without provenance
+    assert not io.exists(join(uri, SOURCE))
+    again = load_bundle(uri)
+    assert again.info == {} and again.text_model == cfg.model.text_model  # the original name survives
+
+    prompts = join(s3.uri(), "prompts.json")
+    io.atomic_write_text(prompts, json.dumps({"AFIB": "atrial fibrillation"}))
+    assert load_prompts(prompts) == {"AFIB": "atrial fibrillation"}
+    ckpt = join(s3.uri(), "ckpt.pth")
+    buf = BytesIO()
+    torch.save({"model_state_dict": {"module.w": torch.ones(2)}}, buf)
+    io.atomic_write_bytes(ckpt, buf.getvalue())
+    assert set(load_reference_state_dict(ckpt)) == {"w"}

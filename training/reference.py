@@ -122,12 +122,19 @@ def guess_encoder(keys: Mapping[str, tuple[int, ...]]) -> str | None:
 
 def load_reference_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """The tensors of a reference ``.pth`` (``torch.load(weights_only=True)``); a training
-    checkpoint's ``model_state_dict`` and DDP's ``module.`` prefix are unwrapped."""
-    p = Path(path)
-    if not p.is_file():
+    checkpoint's ``model_state_dict`` and DDP's ``module.`` prefix are unwrapped. ``path``:
+    local or a URI (read into memory)."""
+    import io
+
+    from merl.core.io import is_file, read_bytes
+    from merl.core.uri import is_uri, local_path
+
+    p = str(path)
+    if not is_file(p):
         raise FileNotFoundError(f"checkpoint not found: {p}")
     try:
-        obj = torch.load(p, map_location="cpu", weights_only=True)
+        obj = torch.load(io.BytesIO(read_bytes(p)) if is_uri(p) else local_path(p), map_location="cpu",
+                         weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unreadable file is one user-facing message
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointLayoutError(f"{p}: not a tensor-only PyTorch checkpoint "
@@ -198,8 +205,9 @@ def convert_state_dict(ref: Mapping[str, torch.Tensor], encoder: str, target: Ma
 
 
 def import_reference(checkpoint: str | Path, ecg_encoder: str, out_dir: str | Path,
-                     text_model: str = REFERENCE_TEXT_MODEL, encoder_only: bool = False) -> Path:
-    """Write an export bundle (``merl.load``-able) from a reference checkpoint.
+                     text_model: str = REFERENCE_TEXT_MODEL, encoder_only: bool = False) -> Path | str:
+    """Write an export bundle (``merl.load``-able) from a reference checkpoint; ``checkpoint``
+    and ``out_dir`` may be URIs (the bundle is then uploaded, as :func:`save_bundle` does).
 
     Whole-model file: every weight comes from it; ``text_model`` (HF name or local path of
     MedCPT-Query-Encoder) supplies the tokenizer and model config only. ``encoder_only``: the

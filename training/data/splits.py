@@ -56,11 +56,13 @@ def _split_table(df: pd.DataFrame, where: str) -> dict[str, str]:
 
 
 def load_split_csv(path: str | Path) -> dict[str, str]:
-    """A split file (columns ``id``, ``split``) -> {id: split}."""
-    p = Path(path)
-    if not p.is_file():
+    """A split file (columns ``id``, ``split``; local or a URI) -> {id: split}."""
+    from merl.core.io import is_file, read_text
+
+    p = str(path)
+    if not is_file(p):
         raise FileNotFoundError(f"split file {p} not found")
-    return _split_table(pd.read_csv(p, dtype=str), str(p))
+    return _split_table(pd.read_csv(io.StringIO(read_text(p)), dtype=str), p)
 
 
 @lru_cache(maxsize=4)
