@@ -7,7 +7,7 @@ STAMP   := $(VENV)/.installed
 TORCH   ?= torch==2.13.0
 DEMO_DIR ?= runs/demo
 
-.PHONY: setup demo test test-fast lint bench clean
+.PHONY: setup demo test test-fast lint bench wheel gpu-check clean
 
 setup: $(STAMP)
 
@@ -34,6 +34,19 @@ test-fast: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+# dist/merl_ray-*.whl: what `ray up ray_config.yaml` installs on every node (one wheel only).
+wheel: $(STAMP)
+	rm -rf dist build
+	$(BIN)/pip wheel -q --no-deps --no-build-isolation -w dist .
+	rm -rf build
+
+# One-GPU check (DDP bf16 + DeepSpeed ZeRO-2 bf16 through Ray Train; see bench/gpu.py). Not part of
+# `bench` or CI, and no setup step: a GPU machine brings its own CUDA torch (this venv's is CPU-only).
+GPU_PY ?= $(shell test -x $(BIN)/python && echo $(BIN)/python || echo $(PY))
+GPU_CHECK_ARGS ?= --out gpu-check.json
+gpu-check:
+	$(GPU_PY) -m bench gpu $(GPU_CHECK_ARGS)
 
 clean:
 	rm -rf runs .pytest_cache

@@ -3,6 +3,8 @@
 Each module exposes ``run(report, workdir)``; ``report(name, value, unit)`` prints one
 ``BENCH`` line. A ratio against a baseline measured in the same run uses unit ``x``.
 Numbers on synthetic data are labelled as such by the module that prints them.
+``python -m bench gpu [options]`` is the separate GPU check (:mod:`bench.gpu`), never part of
+the default set.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from pathlib import Path
 
 from merl.core.env import apply_defaults
 
-MODULES = ["synth", "ingest", "train", "retrieval"]
+MODULES = ["synth", "ingest", "train", "loader", "shuffle", "retrieval"]
 
 
 def report(name: str, value: float, unit: str) -> None:
@@ -27,6 +29,10 @@ def report(name: str, value: float, unit: str) -> None:
 def main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.WARNING)
     apply_defaults(offline=True)  # figures must not depend on (or wait for) a model hub
+    if argv[:1] == ["gpu"]:
+        from bench.gpu import main as gpu_check
+
+        return gpu_check(argv[1:])
     names = argv or MODULES
     root = Path(os.environ.get("MERL_BENCH_DIR", tempfile.mkdtemp(prefix="merl-bench-")))
     failed = 0

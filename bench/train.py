@@ -16,18 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-log = logging.getLogger(__name__)
+from bench.shards import REPORTS, write_shards
 
-REPORTS = [  # synthetic MIMIC-style machine reports of varied length
-    "sinus rhythm. normal ecg.",
-    "sinus bradycardia. otherwise normal ecg.",
-    "atrial fibrillation with rapid ventricular response. nonspecific st t wave changes. abnormal ecg.",
-    "sinus rhythm with 1st degree a-v block. left axis deviation. left anterior fascicular block. borderline ecg.",
-    "sinus tachycardia. possible left atrial enlargement. inferior infarct, age undetermined.",
-    "left bundle branch block. abnormal ecg.",
-    "sinus rhythm. prolonged qt interval. lateral st-t changes may be due to myocardial ischemia.",
-    "atrial flutter with variable a-v block. low qrs voltages in limb leads.",
-]
+log = logging.getLogger(__name__)
 
 
 def _step_rates(batch: int = 32, steps: int = 6) -> tuple[float, float]:
@@ -91,26 +82,7 @@ def _ray_rate(shards: Path, storage: Path, workers: int) -> float:
 
 
 def _bench_shards(root: Path, n: int = 640) -> Path:
-    import pyarrow.parquet as pq
-
-    from merl.core.io import sha256_file
-    from merl.training.data.manifest import Counts, Manifest, ShardInfo, write_manifest
-    from merl.training.data.schema import CanonicalRecord, rows_to_table
-
-    rng = np.random.default_rng(0)
-    root.mkdir(parents=True, exist_ok=True)
-    t = np.arange(5000) / 500
-    rows = [CanonicalRecord(id=f"synthetic:{i}", source="synthetic", report=REPORTS[i % len(REPORTS)],
-                            signal=(np.sin(2 * np.pi * (0.8 + 0.2 * (i % 8)) * t)[None] * rng.uniform(-1, 1, (12, 1))
-                                    + rng.normal(0, 0.05, (12, 5000))).astype(np.float32)).to_row()
-            for i in range(n)]
-    shards = []
-    for k in range(0, n, 160):
-        name = f"shard-{k // 160:05d}.parquet"
-        pq.write_table(rows_to_table(rows[k:k + 160]), root / name)
-        shards.append(ShardInfo(file=name, rows=160, sha256=sha256_file(root / name), splits={"train": 160}))
-    write_manifest(root, Manifest(dataset="synthetic", shards=shards, counts=Counts(records=n, by_split={"train": n})))
-    return root
+    return write_shards(root, n, per_shard=160)
 
 
 def run(report, workdir: Path) -> None:

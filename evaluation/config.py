@@ -15,6 +15,10 @@ class EvalConfig(StrictModel):
     prompts: str | None = Field(None, description="prompts JSON {label: prompt} or {task: {label: prompt}}; "
                                                   "default: each label's preferred name")
     split: str = Field("test", description="split scored zero-shot")
+    max_prompt_tokens: int | None = Field(
+        None, ge=8, description="tokens of each class prompt encoded; default: the text model's maximum "
+                                "(a prompt still longer is cut, logged and counted in results.json)",
+    )
     batch_size: int = Field(64, ge=1)
     device: str = Field("cpu", description="torch device, e.g. cpu, cuda, cuda:1")
     linear_probe: bool = Field(False, description="also linear-probe the frozen ECG encoder")

@@ -1,7 +1,8 @@
 """Linear probing: frozen ECG encoder, a linear head trained on 1% / 10% / 100% of train.
 
-The encoder runs once per split (features = the encoder's pooled output before the
-projection head, as MERL probes its backbone); the head is one L2-regularised logistic
+The encoder runs once per split (features = ``model.probe_features``: for ``model.arch:
+paper`` the average-pooled backbone features, as the reference probes them; for
+``merl-ray`` the attention-pooled / CLS output); the head is one L2-regularised logistic
 regression per class (one-vs-rest) on standardised features -- a convex fit, so the result
 depends only on the seeded subsample, not on an optimiser schedule. Macro ROC AUC on test.
 

@@ -28,14 +28,13 @@ def _title(result: ZeroShotResult, what: str) -> str:
     return f"{result.task} ({result.split}, n={result.n_records}) {what}{tag}"
 
 
-def _save(fig, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
+def _save(fig, path: str | Path) -> str | Path:
+    with atomic_path(path) as tmp:  # a local path or a URI (uploaded once complete)
         fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
     return path
 
 
-def roc_curves(result: ZeroShotResult, path: str | Path) -> Path:
+def roc_curves(result: ZeroShotResult, path: str | Path) -> str | Path:
     """One ROC curve per non-degenerate class, AUC in the legend."""
     from sklearn.metrics import roc_curve
 
@@ -52,12 +51,12 @@ def roc_curves(result: ZeroShotResult, path: str | Path) -> Path:
            title=_title(result, f"zero-shot ROC, macro AUC {result.macro_auc:.1f}"))
     ax.legend(fontsize=6, ncol=2 if len(result.labels) > 12 else 1, loc="lower right")
     try:
-        return _save(fig, Path(path))
+        return _save(fig, path)
     finally:
         plt.close(fig)
 
 
-def auc_bars(result: ZeroShotResult, path: str | Path) -> Path:
+def auc_bars(result: ZeroShotResult, path: str | Path) -> str | Path:
     """Per-class AUC bars (degenerate classes shown as gaps) with the 50% chance line."""
     plt = _pyplot()
     aucs = np.array([result.per_class.get(lab, {}).get("auc", math.nan) for lab in result.labels])
@@ -69,6 +68,6 @@ def auc_bars(result: ZeroShotResult, path: str | Path) -> Path:
     ax.set_xticks(range(len(aucs)), result.labels, rotation=70, fontsize=7)
     ax.set(ylabel="ROC AUC (%)", ylim=(0, 100), title=_title(result, "per-class zero-shot AUC"))
     try:
-        return _save(fig, Path(path))
+        return _save(fig, path)
     finally:
         plt.close(fig)

@@ -1,9 +1,11 @@
 """Results as rich tables, ``results.json`` and per-task plots.
 
 The paper comparison is the one figure ``shared/reference/benchmarks.md`` states: MERL
-(ResNet18 + CKEPE prompts) averages 75.2 zero-shot AUC over the six tasks. It is compared
-only with an average over the same six tasks; numbers computed on synthetic shards are
-labelled "synthetic" everywhere (table title, JSON, plot titles) and are never compared.
+(ResNet18 + CKEPE prompts) averages 75.2 zero-shot AUC over the six tasks. The run is
+marked comparable only when it matches the paper's setup (:mod:`merl.evaluation.comparable`:
+model, input, splits, CPSC crop, real data on all six tasks, whole prompts from a file);
+otherwise the reasons are listed. Numbers computed on synthetic shards are labelled
+"synthetic" everywhere (table title, JSON, plot titles) and are never comparable.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from merl.core.io import atomic_write_text
+from merl.core.io import atomic_write_text, makedirs
 from merl.core.tasks import TASKS
+from merl.core.uri import join
 from merl.evaluation.linear_probe import LinearProbeResult
 from merl.evaluation.zeroshot import ZeroShotResult
 
@@ -42,6 +45,7 @@ class EvalReport:
     zeroshot: list[ZeroShotResult]
     probes: list[LinearProbeResult] = field(default_factory=list)
     meta: dict[str, Any] = field(default_factory=dict)
+    paper_check: dict[str, Any] | None = None  # evaluation.comparable.paper_comparability of the run, if known
 
     @property
     def synthetic(self) -> bool:
@@ -51,18 +55,26 @@ class EvalReport:
         vals = [r.macro_auc for r in self.zeroshot if math.isfinite(r.macro_auc)]
         return sum(vals) / len(vals) if vals else math.nan
 
+    def prompts_truncated(self) -> int:
+        """Class prompts cut to the prompt token limit, over all tasks (0 = every prompt whole)."""
+        return sum(len(r.truncated_prompts) for r in self.zeroshot)
+
     def comparison(self) -> dict[str, Any]:
-        """The paper figure beside ours, and whether the two are comparable."""
-        tasks = {r.task for r in self.zeroshot}
-        comparable = tasks == set(TASKS) and not self.synthetic
-        if self.synthetic:
-            why = "synthetic data: not comparable with the paper"
-        elif tasks != set(TASKS):
-            why = f"{len(tasks)} of {len(TASKS)} tasks evaluated: the paper averages all six"
-        else:
-            why = "same six tasks"
-        return {"paper_avg_auc": PAPER_ZEROSHOT_AVG_AUC, "paper": PAPER_NOTE,
-                "ours_avg_auc": self.average_auc(), "comparable": comparable, "note": why}
+        """The paper figure beside ours, whether the two are comparable, and why not."""
+        check = self.paper_check
+        if check is None:  # scored without run facts (a model passed in): only the results speak
+            reasons = ["synthetic data"] if self.synthetic else []
+            tasks = {r.task for r in self.zeroshot}
+            if tasks != set(TASKS):
+                reasons.append(f"{len(tasks)} of {len(TASKS)} tasks evaluated (the paper averages all six)")
+            reasons.append("run configuration unknown (no model bundle and shard manifests)")
+            check = {"comparable": False, "reasons": reasons, "prompts": "unknown"}
+        reasons = check["reasons"]
+        note = "matches the paper's setup (docs/fidelity.md)" if not reasons else (
+            reasons[0] + (f" (+{len(reasons) - 1} more reasons in results.json)" if len(reasons) > 1 else ""))
+        return {"paper_avg_auc": PAPER_ZEROSHOT_AVG_AUC, "paper": PAPER_NOTE, "ours_avg_auc": self.average_auc(),
+                "comparable": check["comparable"], "reasons": reasons, "prompts": check.get("prompts"),
+                "note": "not comparable: " + note if reasons else note}
 
     def to_dict(self) -> dict[str, Any]:
         return _json_safe({
@@ -71,6 +83,7 @@ class EvalReport:
             "meta": self.meta,
             "zeroshot": [r.summary() for r in self.zeroshot],
             "zeroshot_average_auc": self.average_auc(),
+            "prompts_truncated": self.prompts_truncated(),
             "paper_comparison": self.comparison(),
             "linear_probe": [p.summary() for p in self.probes],
         })
@@ -98,6 +111,9 @@ def render_tables(report: EvalReport) -> list:
     zs.add_row("average", "", "", "", _fmt(cmp["ours_avg_auc"]), "", "", "")
     zs.add_row("paper", "", "", "", _fmt(cmp["paper_avg_auc"]), "", "", cmp["note"])
     tables = [zs]
+    cut = {r.task: r.truncated_prompts for r in report.zeroshot if r.truncated_prompts}
+    if cut:
+        zs.caption = "prompts cut to the token limit: " + escape("; ".join(f"{t}: {', '.join(v)}" for t, v in cut.items()))
     if report.probes:
         fracs = sorted({f.fraction for p in report.probes for f in p.fits})
         lp = Table(title=f"Linear probe, macro AUC on test{tag}")
@@ -127,18 +143,20 @@ def per_class_table(result: ZeroShotResult):
 
 
 def write_report(report: EvalReport, out_dir: str | Path, plots: bool = True) -> dict[str, Any]:
-    """``results.json`` + ``plots/<task>_roc.png`` and ``plots/<task>_auc.png``; returns the paths."""
+    """``results.json`` + ``plots/<task>_roc.png`` and ``plots/<task>_auc.png``; returns the paths.
+
+    ``out_dir`` may be a URI (``s3://...``); ``results.json`` goes last, once the plots exist."""
     from merl.evaluation.plots import auc_bars, roc_curves
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    written: dict[str, Any] = {"results": str(out / "results.json"), "plots": []}
+    out = str(out_dir)
+    makedirs(out)
+    written: dict[str, Any] = {"results": join(out, "results.json"), "plots": []}
     if plots:
         for r in report.zeroshot:
             if r.n_records:
-                written["plots"].append(str(roc_curves(r, out / "plots" / f"{r.task}_roc.png")))
-                written["plots"].append(str(auc_bars(r, out / "plots" / f"{r.task}_auc.png")))
-    atomic_write_text(out / "results.json", json.dumps(report.to_dict(), indent=2, allow_nan=False))
+                written["plots"].append(str(roc_curves(r, join(out, "plots", f"{r.task}_roc.png"))))
+                written["plots"].append(str(auc_bars(r, join(out, "plots", f"{r.task}_auc.png"))))
+    atomic_write_text(join(out, "results.json"), json.dumps(report.to_dict(), indent=2, allow_nan=False))
     return written
 
 

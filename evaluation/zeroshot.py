@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from merl.core.uri import is_uri, local_path
+from merl.core.io import is_file
+from merl.core.uri import join
 from merl.training.data.manifest import read_manifest
 
 if TYPE_CHECKING:
@@ -37,6 +37,9 @@ class ZeroShotResult:
     synthetic: bool
     scores: np.ndarray = field(repr=False)  # (n_records, n_labels) cosine similarities
     y_true: np.ndarray = field(repr=False)  # (n_records, n_labels) 0/1
+    prompt_token_limit: int = 0  # tokens of each prompt encoded
+    truncated_prompts: list[str] = field(default_factory=list)  # labels whose prompt was cut to that limit
+    defaulted_prompts: list[str] = field(default_factory=list)  # labels the prompts file had no prompt for
 
     def summary(self) -> dict:
         """JSON-ready dict without the score / label arrays."""
@@ -45,6 +48,8 @@ class ZeroShotResult:
             "synthetic": self.synthetic, "macro_auc": self.macro_auc, "macro_f1": self.macro_f1,
             "macro_acc": self.macro_acc, "excluded": self.excluded, "dropped_labels": self.dropped_labels,
             "per_class": self.per_class, "prompts": self.prompts,
+            "prompt_token_limit": self.prompt_token_limit, "truncated_prompts": self.truncated_prompts,
+            "defaulted_prompts": self.defaulted_prompts,
         }
 
 
@@ -55,7 +60,7 @@ def is_synthetic(shards_dir: str) -> bool:
     if "synth" in m.dataset.lower() or m.config.get("synthetic"):
         return True
     root = m.config.get("root")
-    return bool(root) and not is_uri(root) and (Path(local_path(root)) / "synthetic.json").is_file()
+    return bool(root) and is_file(join(root, "synthetic.json"))
 
 
 def evaluate_zeroshot(
@@ -69,27 +74,30 @@ def evaluate_zeroshot(
     batch_size: int = 64,
     device: str = "cpu",
     progress: bool = False,
+    max_prompt_tokens: int | None = None,
 ) -> ZeroShotResult:
     """Zero-shot metrics of ``model`` on one task's ``split`` of ``shards_dir``.
 
     ``model`` is an (unwrapped) ``MERLModel``; it is moved to ``device`` and left in the
-    train/eval mode it came in.
+    train/eval mode it came in. Prompts are encoded up to ``max_prompt_tokens`` (default:
+    the text model's maximum); the labels whose prompt was still cut are recorded.
     """
     from merl.training.metrics import task_metrics
     from merl.training.zeroshot import score_split
 
     s = score_split(model, tokenizer, task_name, shards_dir, data_cfg, prompts=prompts, split=split,
-                    batch_size=batch_size, device=device, progress=progress)
+                    batch_size=batch_size, device=device, progress=progress, max_prompt_tokens=max_prompt_tokens)
     synthetic = is_synthetic(shards_dir)
     if len(s.ids) == 0 or not s.labels:
         nan = float("nan")
         return ZeroShotResult(task_name, split, 0, s.labels, {}, nan, nan, nan, list(s.labels),
-                              s.dropped, s.prompts, synthetic, s.scores, s.y)
+                              s.dropped, s.prompts, synthetic, s.scores, s.y, s.prompt_limit, s.truncated, s.defaulted)
     tm = task_metrics(s.y, s.scores, s.labels)
     return ZeroShotResult(
         task=task_name, split=split, n_records=len(s.ids), labels=list(s.labels),
         per_class={lab: m.as_dict() for lab, m in tm.per_class.items()},
         macro_auc=tm.macro_auc, macro_f1=tm.macro_f1, macro_acc=tm.macro_acc,
         excluded=list(tm.excluded), dropped_labels=s.dropped, prompts=s.prompts,
-        synthetic=synthetic, scores=s.scores, y_true=s.y,
+        synthetic=synthetic, scores=s.scores, y_true=s.y, prompt_token_limit=s.prompt_limit,
+        truncated_prompts=s.truncated, defaulted_prompts=s.defaulted,
     )

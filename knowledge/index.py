@@ -14,6 +14,11 @@ search features (similarity, MMR, metadata filters, score threshold) are LangCha
 index uses inner product, so scores are cosine similarities in [-1, 1]. Saving writes a
 temporary sibling directory and renames it into place: a failed build or save leaves the
 previous index untouched.
+
+The index may live at a URI (``s3://bucket/kb-index``): it is saved locally, then uploaded
+file by file with ``manifest.json`` last (removed first when replacing an index), and loaded
+from a temporary download, since FAISS reads local files. A folder without its manifest is
+never read as an index.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import json
 import logging
 import os
 import shutil
+import tempfile
 import time
 import uuid
 import warnings
@@ -33,7 +39,8 @@ from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
 
 from merl.core.config import ConfigError
-from merl.core.io import sha256_file
+from merl.core.io import is_file, listdir, local_copy, sha256_file, upload_dir
+from merl.core.uri import is_uri, join, local_path
 from merl.knowledge.config import IndexConfig
 from merl.knowledge.kb import KnowledgeBase
 
@@ -290,11 +297,21 @@ class KnowledgeIndex:
             fk = min(n, fk * 4)
 
     # -- persistence --------------------------------------------------------------------
-    def save(self, path: str | Path) -> Path:
-        """Write the index directory atomically (temp sibling directory, then rename)."""
+    def save(self, path: str | Path) -> Path | str:
+        """Write the index directory atomically (temp sibling directory, then rename; at a URI,
+        an upload with the manifest last). Returns the local Path or the URI."""
         import faiss
 
-        path = Path(path)
+        if is_uri(path):
+            uri = str(path)
+            if not is_file(join(uri, "manifest.json")) and listdir(uri):
+                raise ConfigError(f"{uri} exists and is not a knowledge index; refusing to overwrite it")
+            with tempfile.TemporaryDirectory(prefix="merl-index-") as tmp:
+                self.save(Path(tmp) / "index")
+                upload_dir(Path(tmp) / "index", uri, last=["manifest.json"])
+            log.info("uploaded knowledge index to %s", uri)
+            return uri
+        path = Path(local_path(path))
         if path.exists() and not (path / "manifest.json").is_file():
             if not path.is_dir() or any(path.iterdir()):
                 raise ConfigError(f"{path} exists and is not a knowledge index; refusing to overwrite it")
@@ -346,7 +363,14 @@ class KnowledgeIndex:
 
         from merl.knowledge.embeddings import make_embeddings
 
-        path = Path(path)
+        if is_uri(path):
+            if not is_file(join(path, "manifest.json")):
+                raise FileNotFoundError(
+                    f"no knowledge index at {path} (missing manifest.json); build one with `merl knowledge build`"
+                )
+            with local_copy(path) as local:
+                return cls.load(local, embeddings, verify)
+        path = Path(local_path(path))
         mpath = path / "manifest.json"
         if not mpath.is_file():
             raise FileNotFoundError(

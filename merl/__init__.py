@@ -1,3 +1,23 @@
-"""merl-ray: MERL (zero-shot ECG classification from ECG-report pretraining) on Ray."""
+"""merl-ray: MERL (zero-shot ECG classification from ECG-report pretraining) on Ray.
+
+``merl.load(BUNDLE)`` returns a :class:`merl.api.MERL` (see docs/python_api.md). The API is
+imported on first use, so ``import merl.core.config`` and the CLI's ``--help`` stay light.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+__all__ = ["MERL", "ZeroShotResult", "load", "read_ecgs"]
+
+if TYPE_CHECKING:
+    from merl.api import MERL, ZeroShotResult, load, read_ecgs
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        from merl import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'merl' has no attribute {name!r}")

@@ -3,8 +3,10 @@
 Each step is the very ``merl`` command a user would type (printed before it runs), so the
 demo doubles as a worked example: synthesise the four corpora in their published layouts,
 ingest them into shards on Ray, build the knowledge index and CKEPE prompts, pretrain with
-Ray Train, export, and evaluate zero-shot on the six tasks with CKEPE prompts and with bare
-class names. Steps whose outputs exist are skipped, so an interrupted demo resumes.
+Ray Train, export, and evaluate zero-shot on the six tasks with this project's CKEPE prompts,
+with bare class names, and, when the file is at hand, with the paper's released CKEPE prompts
+(``reference_prompts``: default ``../shared/reference/merl_ckepe_prompt.json``; merl does
+not ship that file). Steps whose outputs exist are skipped, so an interrupted demo resumes.
 """
 
 from __future__ import annotations
@@ -35,6 +37,32 @@ class DemoConfig(StrictModel):
     train_overrides: list[str] = Field(default_factory=list, description="key=value for the train config")
     val_tasks: list[str] = Field(default_factory=lambda: ["ptbxl_super_class", "icbeb"],
                                  description="zero-shot validation tasks scored each epoch")
+    reference_prompts: str | None = Field(
+        "auto", description="the paper's released prompt file ({label: prompt}) for a third evaluation; "
+                            "auto = ../shared/reference/merl_ckepe_prompt.json if it exists; null = none",
+    )
+
+
+REFERENCE_PROMPTS = Path("..") / "shared" / "reference" / "merl_ckepe_prompt.json"
+
+
+def reference_prompts_path(cfg: DemoConfig, cwd: Path | None = None) -> Path | None:
+    """The paper's prompt file the demo evaluates with, or None (the column is left out).
+
+    ``auto`` looks for :data:`REFERENCE_PROMPTS` beside the working directory, then beside
+    the source checkout; a path given explicitly must exist.
+    """
+    if not cfg.reference_prompts:
+        return None
+    if cfg.reference_prompts != "auto":
+        p = Path(cfg.reference_prompts)
+        if not p.is_file():
+            raise FileNotFoundError(f"reference prompts file {p} not found")
+        return p.resolve()
+    for base in (cwd or Path.cwd(), Path(__file__).resolve().parents[1]):
+        if (base / REFERENCE_PROMPTS).is_file():
+            return (base / REFERENCE_PROMPTS).resolve()
+    return None
 
 
 TASK_DATASET = {name: t.source for name, t in TASKS.items()}
@@ -92,6 +120,12 @@ def plan(cfg: DemoConfig, out: Path) -> list[Step]:
     steps.append(Step("evaluate (class names)", ["evaluate", "--model", str(model), *task_args,
                                                  "--out", str(out / "eval_names")],
                       done_when=out / "eval_names" / "results.json"))
+    reference = reference_prompts_path(cfg)
+    if reference is not None:
+        steps.append(Step("evaluate (paper's prompts)", ["evaluate", "--model", str(model), *task_args,
+                                                          "--prompts", str(reference),
+                                                          "--out", str(out / "eval_reference")],
+                          done_when=out / "eval_reference" / "results.json"))
     return steps
 
 
@@ -122,10 +156,15 @@ def run_step(step: Step, cwd: Path, announce=lambda command: None) -> None:
     step.seconds = time.perf_counter() - t0
 
 
+# summary key -> results folder suffix and table column
+PROMPT_KINDS = {"ckepe": "CKEPE prompts (merl)", "names": "class names", "reference": "paper's CKEPE prompts"}
+
+
 def summarize(out: Path) -> dict:
-    """Average zero-shot AUC with CKEPE prompts vs class names, per task (synthetic data)."""
+    """Average zero-shot AUC per prompt kind (this project's CKEPE prompts, class names, the
+    paper's released prompts if evaluated), per task (synthetic data)."""
     summary: dict = {"data": "synthetic", "tasks": {}}
-    for kind in ("ckepe", "names"):
+    for kind in PROMPT_KINDS:
         path = out / f"eval_{kind}" / "results.json"
         if not path.is_file():
             continue

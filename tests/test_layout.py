@@ -122,11 +122,13 @@ def test_wheel_has_one_top_level_name_and_imports(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     assert {n.split("/")[0] for n in names} == {"merl", wheel.name.split("-")[0] + "-" + wheel.name.split("-")[1] + ".dist-info"}
     assert "merl/knowledge/entries/rhythm.yaml" in names and "merl/training/data/ptbxl_statements.csv" in names
+    assert {"merl/training/data/published_splits/cpsc2018.csv", "merl/training/data/published_splits/csn.csv"} <= set(names)
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)],
                    check=True, cwd=tmp_path)
     probe = ("import merl.training.loop, merl.evaluation.run, merl.knowledge.kb, merl.cluster.jobs, merl.cli;"
              "import merl.training as t; print(t.__file__);"
-             "from merl.knowledge.kb import load_entries; print(len(load_entries()))")
+             "from merl.knowledge.kb import load_entries; print(len(load_entries()));"
+             "from merl.training.data.splits import published_split; assert len(published_split('csn')) == 23026")
     env = {**os.environ, "PYTHONPATH": str(target)}
     out = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True, check=True)
     file, n_entries = out.stdout.split()

@@ -12,9 +12,11 @@ from merl.training.model import build_model
 from merl.training.model.registry import build_ecg_encoder
 
 
-@pytest.mark.parametrize("name,width", [("resnet18", 8), ("resnet34", 8), ("resnet50", 8), ("resnet101", 8), ("vit_tiny", 0)])
-def test_ecg_encoders_any_length(name, width):
-    enc = build_ecg_encoder(name, width or 64)
+@pytest.mark.parametrize("name,width,arch", [("resnet18", 8, "merl-ray"), ("resnet34", 8, "merl-ray"),
+                                             ("resnet50", 8, "merl-ray"), ("resnet101", 8, "merl-ray"),
+                                             ("vit_tiny", 0, "merl-ray"), ("resnet18", 8, "paper"), ("vit_tiny", 0, "paper")])
+def test_ecg_encoders_any_length(name, width, arch):
+    enc = build_ecg_encoder(name, width or 64, arch, proj_dim=32)
     for length in (500, 1000):
         pooled, avg = enc(torch.randn(2, 12, length))
         assert pooled.shape == avg.shape == (2, enc.out_dim)
@@ -23,6 +25,8 @@ def test_ecg_encoders_any_length(name, width):
 def test_unknown_encoder_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown ECG encoder 'resnet9'.*resnet18"):
         build_ecg_encoder("resnet9")
+    with pytest.raises(ValueError, match="unknown model arch 'clip'"):
+        build_ecg_encoder("resnet18", arch="clip")
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from merl.core.config import ConfigError, load_config
 from merl.core.io import sha256_file
 from merl.training.data.manifest import read_manifest
 from merl.training.data.prepare import PrepareConfig, assign_splits, prepare, process_records
-from merl.training.data.readers import make_reader
+from merl.training.data.readers import RecordRef, make_reader
 from merl.training.data.schema import LEADS, SHARD_SCHEMA, decode_signal
 from merl.training.data.shards import read_shard
 
@@ -116,9 +116,74 @@ def test_split_csv_and_seeded_split(tmp_path):
     refs = make_reader("mimic", str(tmp_path)).index(str(tmp_path)).refs
     (tmp_path / "split.csv").write_text("id,split\n40000000,test\nmimic:40000001,val\n40000002,train\n")
     cfg = PrepareConfig(split={"csv": str(tmp_path / "split.csv")})
-    dropped = assign_splits("mimic", refs, cfg.split)
+    out = assign_splits("mimic", refs, cfg.split)
     assert [(r.id, r.split) for r in refs] == [("40000000", "test"), ("40000001", "val"), ("40000002", "train")]
-    assert [(d.id, d.reason) for d in dropped] == [("40000003", "not in split file")]
+    assert [(d.id, d.reason) for d in out.excluded] == [("40000003", "not in split file")]
+    assert out.summary == {"mode": "csv", "list": str(tmp_path / "split.csv"), "listed": 3, "matched": 3,
+                           "excluded": 1, "listed_missing": 0}
+
+
+def test_published_splits_ship_and_are_the_default_for_real_cpsc_and_csn(tmp_path):
+    from ecg_fixtures import csn_layout
+
+    from merl.training.data.splits import published_split
+
+    icbeb, chapman = published_split("cpsc2018"), published_split("csn")
+    count = lambda t: [sum(v == s for v in t.values()) for s in ("train", "val", "test")]
+    assert count(icbeb) == [4950, 551, 1376] and count(chapman) == [16546, 1860, 4620]  # benchmarks.md
+    cpsc_mat_layout(tmp_path / "cpsc", n=6)
+    refs = make_reader("cpsc2018", str(tmp_path / "cpsc")).index(str(tmp_path / "cpsc")).refs
+    out = assign_splits("cpsc2018", refs, PrepareConfig().split)  # auto
+    assert out.summary["mode"] == "published" and out.summary["list"] == "published_splits/cpsc2018.csv"
+    assert [r.split for r in refs] == [icbeb[r.id] for r in refs] and not out.excluded
+    assert out.summary["listed_missing"] == 6877 - 6
+    # CSN: JS00003, JS00004 and JS00006 are not in the paper's list: excluded and counted, not quarantined
+    root = tmp_path / "csn"
+    csn_layout(root)
+    reader = make_reader("csn", str(root), conditions_csv=str(root / "ConditionNames_SNOMED-CT.csv"))
+    refs = reader.index(str(root)).refs
+    out = assign_splits("csn", refs, PrepareConfig().split)
+    assert [r.id for r in refs] == ["JS00001", "JS00002", "JS00005"]
+    assert [(d.id, d.reason) for d in out.excluded] == [(i, "not in the published split list")
+                                                          for i in ("JS00003", "JS00004", "JS00006")]
+    # a synthetic corpus only imitates the record names: seeded; asked explicitly: published
+    refs = reader.index(str(root)).refs
+    assert assign_splits("csn", refs, PrepareConfig().split, synthetic=True).summary["mode"] == "seeded"
+    assert len(refs) == 6
+    assert assign_splits("csn", refs, PrepareConfig(split={"mode": "published"}).split, synthetic=True).excluded
+    with pytest.raises(ConfigError, match="none of the 6 records is in published_splits/csn.csv"):
+        assign_splits("csn", [RecordRef(id=f"X{i}", source="csn", path=f"/x/X{i}") for i in range(6)],
+                      PrepareConfig(split={"mode": "published"}).split)
+    with pytest.raises(ConfigError, match="no published split for 'mimic'"):
+        assign_splits("mimic", [], PrepareConfig(split={"mode": "published"}).split)
+    with pytest.raises(ConfigError, match="split.csv is set"):
+        load_config(PrepareConfig, None, ["split.mode=seeded", "split.csv=x.csv"])
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("ray")
+def test_paper_preset_prepares_cpsc_as_the_reference(tmp_path, ray_local):
+    """--preset paper: the published split, and the first 5 s (2500 samples) zero-padded to 5000."""
+    from merl.cli import app
+
+    root, out = tmp_path / "cpsc", tmp_path / "shards"
+    cpsc_mat_layout(root, n=3)
+    r = CliRunner().invoke(app, ["data", "prepare", "--dataset", "cpsc2018", "--root", str(root), "--out", str(out),
+                                 "--preset", "paper"])
+    assert r.exit_code == 0, r.output
+    assert "published (published_splits/cpsc2018.csv)" in r.output
+    m = read_manifest(out)
+    assert m.config["canonical"]["seconds"] == 5 and m.split["mode"] == "published"
+    assert m.config["shard_order"] == "shuffled"
+    rows = read_shard(out / m.shards[0].file).to_pylist()
+    assert sorted(row["id"] for row in rows) == ["cpsc2018:A0001", "cpsc2018:A0002", "cpsc2018:A0003"]
+    for row in rows:
+        sig = decode_signal(row["signal"], row["signal_scale"])
+        assert sig.shape == (12, 5000) and not sig[:, 2500:].any() and sig[:, :2500].any()
+    from merl.training.data.prepare import preset_overrides
+
+    assert preset_overrides("paper", "csn") == ["split.mode=published", "canonical.reject_flat_leads=false"]
+    assert preset_overrides("default", "cpsc2018") == []
 
 
 def test_invalid_config_names_the_field(tmp_path):

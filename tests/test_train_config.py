@@ -20,14 +20,15 @@ def test_shipped_configs_validate(name):
     assert cfg.model.ecg_encoder == "resnet18"
     if name == "pretrain_paper":
         assert (cfg.data.fs, cfg.data.n_samples, cfg.data.batch_size, cfg.train.num_workers) == (500, 5000, 128, 8)
-        assert cfg.train.backend == "deepspeed" and cfg.train.zero_stage == 2 and cfg.train.epochs == 50
+        assert cfg.train.backend == "deepspeed" and cfg.train.zero_stage == 2 and cfg.train.epochs == 21
+        assert cfg.model.arch == "paper" and cfg.optim.grad_clip == 0.0
 
 
 def test_bad_values_are_clear_errors():
     with pytest.raises(ConfigError, match="train.backend"):
         load_config(TrainConfig, None, ["train.backend=horovod"])
-    with pytest.raises(ConfigError, match="zero_stage=3"):
-        load_config(TrainConfig, None, ["train.backend=deepspeed", "train.zero_stage=3"])
+    with pytest.raises(ConfigError, match=r"zero_optimization.stage \(use train.zero_stage\)"):
+        load_config(TrainConfig, None, ["train.backend=deepspeed", "train.deepspeed={zero_optimization: {stage: 1}}"])
     with pytest.raises(ConfigError, match="no shard folder for task"):
         load_config(TrainConfig, None, ["eval.tasks=[icbeb]"])
     with pytest.raises(ConfigError, match="unknown field"):
@@ -41,6 +42,15 @@ def test_deepspeed_config_follows_train_config():
     assert ds["zero_optimization"]["stage"] == 1 and ds["gradient_accumulation_steps"] == 2
     assert ds["train_batch_size"] == 64 and ds["gradient_clipping"] == 1.5
     assert ds["bf16"]["enabled"] is False  # CPU: bf16 "auto" stays off
+
+
+def test_user_deepspeed_dict_is_merged_and_zero3_allowed():
+    cfg = load_config(TrainConfig, None, [
+        "train.backend=deepspeed", "train.zero_stage=3",
+        "train.deepspeed={zero_optimization: {offload_optimizer: {device: cpu}, reduce_bucket_size: 1000}}"])
+    ds = deepspeed_config(cfg, world_size=2)
+    assert ds["zero_optimization"] == {"stage": 3, "offload_optimizer": {"device": "cpu"}, "reduce_bucket_size": 1000}
+    assert ds["train_batch_size"] == 2 * cfg.data.batch_size
 
 
 def test_schedule_warmup_then_cosine_restarts():
@@ -64,7 +74,7 @@ def test_both_steppers_implement_the_stepper_protocol():
     from merl.training.loop import Stepper, _DDPStepper, _DeepSpeedStepper
 
     methods = [n for n, v in vars(Stepper).items() if callable(v) and not n.startswith("_")]
-    assert {"cast_input", "forward", "backward_step", "lr", "optimizer_state", "load_optimizer"} <= set(methods)
+    assert {"cast_input", "forward", "backward_step", "lr", "evaluating", "full_weights", "save", "load"} <= set(methods)
     for cls in (_DDPStepper, _DeepSpeedStepper):
         assert all(callable(getattr(cls, n, None)) for n in methods), cls
-        assert isinstance(cls.sharded, bool)
+        assert isinstance(cls.on_every_rank, bool)

@@ -1,12 +1,13 @@
 """The pretraining config (`configs/pretrain_*.yaml`): one validated schema for every knob.
 
-Defaults are laptop-sized (100 Hz x 1000 samples, 2 CPU workers, DDP); the paper's setting
-is `configs/pretrain_paper.yaml` (500 Hz x 5000, 8 GPUs, DeepSpeed ZeRO-2 bf16).
+Defaults are laptop-sized (100 Hz x 1000 samples, 2 CPU workers, DDP) with this project's
+``merl-ray`` architecture; the ``paper`` preset, the reference's method, is
+`configs/pretrain_paper.yaml` (= :func:`paper_config` + run settings; docs/fidelity.md).
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -15,13 +16,33 @@ from merl.training.data.config import DataConfig
 
 
 class ModelConfig(StrictModel):
+    arch: Literal["merl-ray", "paper"] = Field(
+        "merl-ray",
+        description="ECG tower and heads: 'paper' = the reference's (ResNet stem without max-pool, 1x1 downconv "
+                    "+ learned-query attention pool; ViT without CLS, mean + LayerNorm, head ending in BatchNorm; "
+                    "bias-free uni-modal views); 'merl-ray' = this project's variant (docs/fidelity.md)",
+    )
     ecg_encoder: str = Field("resnet18", description="resnet18|34|50|101 or vit_tiny|small|middle|base")
     width: int = Field(64, ge=8, description="ResNet stem width (64 = MERL); smaller for tests")
     text_model: str = Field("default", description="HF name or local path; 'default' = bundled MiniLM")
-    freeze_text_layers: int = Field(4, ge=0, description="first N transformer layers (and embeddings) frozen")
+    text_pooling: Literal["mean", "pooler"] = Field(
+        "mean", description="text embedding: mean over tokens, or the model's pooler output (reference: pooler)"
+    )
+    freeze_text_layers: int | Literal["all"] = Field(
+        4, description="first N transformer layers (and embeddings) frozen; 'all' = the whole text model (reference)"
+    )
     proj_dim: int = Field(256, ge=8, description="shared embedding size")
     proj_hidden: int = Field(256, ge=8, description="hidden size of the projection MLPs")
     dropout: float = Field(0.1, ge=0.0, lt=1.0, description="dropout producing the two uni-modal ECG views")
+
+    @model_validator(mode="after")
+    def _check(self) -> ModelConfig:
+        if isinstance(self.freeze_text_layers, int) and self.freeze_text_layers < 0:
+            raise ValueError("model.freeze_text_layers must be >= 0 or 'all'")
+        if self.arch == "paper" and self.ecg_encoder.startswith("resnet") and self.proj_dim % 4:
+            raise ValueError(f"model.arch=paper pools ResNet features with 4 attention heads: "
+                             f"model.proj_dim ({self.proj_dim}) must be a multiple of 4")
+        return self
 
 
 class LossConfig(StrictModel):
@@ -49,12 +70,36 @@ class RunConfigSection(StrictModel):
     num_workers: int = Field(2, ge=1, description="Ray Train workers")
     use_gpu: bool = False
     backend: Literal["ddp", "deepspeed"] = "ddp"
-    zero_stage: int = Field(2, ge=0, le=3, description="DeepSpeed ZeRO stage")
+    zero_stage: int = Field(2, ge=0, le=3, description="DeepSpeed ZeRO stage (3 also partitions the weights)")
+    deepspeed: dict[str, Any] = Field(
+        default_factory=dict,
+        description="merged over the generated DeepSpeed config (offload, bucket sizes, ...); "
+        "batch size, accumulation, clipping, precision, ZeRO stage, optimizer and scheduler come from the other fields",
+    )
     bf16: Literal["auto", "on", "off"] = Field("auto", description="auto = bf16 on GPU only")
     log_every: int = Field(10, ge=1, description="progress line every N steps")
     cpus_per_worker: float = Field(
         0.5, gt=0.0, description="CPUs reserved per worker; leave some free for the Ray Data tasks feeding them"
     )
+
+
+    @model_validator(mode="after")
+    def _deepspeed_keys(self) -> RunConfigSection:
+        owned = {k: v for k, v in _DS_OWNED.items() if k in self.deepspeed}
+        stage = self.deepspeed.get("zero_optimization", {})
+        if isinstance(stage, dict) and "stage" in stage:
+            owned["zero_optimization.stage"] = "train.zero_stage"
+        if owned:
+            raise ValueError("train.deepspeed must not set " + ", ".join(f"{k} (use {v})" for k, v in owned.items()))
+        return self
+
+
+# DeepSpeed keys derived from other fields (two sources for one setting would disagree on resume).
+_DS_OWNED = {
+    "train_batch_size": "data.batch_size", "train_micro_batch_size_per_gpu": "data.batch_size",
+    "gradient_accumulation_steps": "optim.grad_accum", "gradient_clipping": "optim.grad_clip",
+    "bf16": "train.bf16", "fp16": "train.bf16", "optimizer": "the optim section", "scheduler": "the optim section",
+}
 
 
 class CheckpointSection(StrictModel):
@@ -70,6 +115,10 @@ class EvalSection(StrictModel):
     prompts: str | None = Field(None, description="JSON {class: prompt} (or {task: {class: prompt}})")
     split: str = "val"
     batch_size: int = Field(64, ge=1)
+    max_prompt_tokens: int | None = Field(
+        None, ge=8, description="tokens of each class prompt encoded; None = the text model's maximum "
+                                "(never data.max_text_tokens: prompts are longer than reports)",
+    )
 
     @model_validator(mode="after")
     def _shards_for_tasks(self) -> EvalSection:
@@ -88,11 +137,18 @@ class TrainConfig(StrictModel):
     checkpoint: CheckpointSection = Field(default_factory=CheckpointSection)
     eval: EvalSection = Field(default_factory=EvalSection)
 
-    @model_validator(mode="after")
-    def _backend_limits(self) -> TrainConfig:
-        if self.train.backend == "deepspeed" and self.train.zero_stage == 3:
-            raise ValueError(
-                "train.zero_stage=3 is not supported: checkpoints gather full weights on rank 0, "
-                "which ZeRO-3 partitions; use 0, 1 or 2"
-            )
-        return self
+
+REFERENCE_TEXT_MODEL = "ncbi/MedCPT-Query-Encoder"
+
+
+def paper_config(ecg_encoder: str = "resnet18", text_model: str = REFERENCE_TEXT_MODEL) -> TrainConfig:
+    """The reference's model, input and loss settings: ``configs/pretrain_paper.yaml`` holds the
+    same (a test keeps them equal) and ``merl import-reference`` writes them into its bundles.
+    Rows in MIMIC-IV-ECG's lead order, as the reference's models take them. Loss weights 2:
+    the reference sums its two cross-entropy directions, ``clip_loss`` averages them."""
+    return TrainConfig(
+        model=ModelConfig(arch="paper", ecg_encoder=ecg_encoder, width=64, text_model=text_model,
+                          text_pooling="pooler", freeze_text_layers="all", proj_dim=256, proj_hidden=256, dropout=0.1),
+        data=DataConfig(fs=500, n_samples=5000, normalize="minmax_record", lead_order="mimic", max_text_tokens=256),
+        loss=LossConfig(temperature=0.07, learnable=False, weight_clip=2.0, weight_uni=2.0),
+    )

@@ -49,7 +49,8 @@ def embed_ecgs(
     progress: bool = True,
 ) -> EcgEmbeddings:
     """ECG embeddings of a split: ``projected`` = unit-norm ``encode_ecg`` (zero-shot);
-    ``backbone`` = the frozen encoder's pooled features before projection (linear probing).
+    ``backbone`` = ``model.probe_features``, the frozen encoder's features before any
+    projection (linear probing; ``arch: paper`` = the reference's average-pooled features).
 
     The model is put in eval mode for the call and restored after (the train loop calls
     this between epochs).
@@ -72,8 +73,8 @@ def embed_ecgs(
                 cols = batch.to_pydict()
                 x = prepare_ecg_batch(decode_batch(cols), batch_fs(cols), data_cfg)
                 xt = torch.from_numpy(x).to(device=device, dtype=dtype)
-                if features == "backbone" and hasattr(model, "ecg_encoder"):
-                    z, _ = model.ecg_encoder(xt)
+                if features == "backbone" and hasattr(model, "probe_features"):
+                    z = model.probe_features(xt)
                 else:
                     z = model.encode_ecg(xt, normalize=True)
                 out_emb.append(z.float().cpu().numpy())

@@ -1,7 +1,8 @@
 """Zero-shot scoring with an exported bundle: ECGs x class prompts -> per-class probabilities.
 
-Used by ``merl classify``. Inputs are one WFDB record (read and canonicalised with the
-ingestion readers) or a prepared shard folder (every split). Scores come from
+Used by :mod:`merl.api` (the Python API, and through it ``merl classify``). Inputs are one
+WFDB record (read and canonicalised with the ingestion readers) or a prepared shard folder
+(every split). Scores come from
 :mod:`merl.training.zeroshot`, the path training validation and ``merl evaluate`` use.
 """
 
@@ -22,21 +23,25 @@ from merl.training.zeroshot import class_embeddings, zero_shot_scores
 
 
 def load_inputs(path: str | Path) -> tuple[list[str], np.ndarray, int]:
-    """(record ids, [N, 12, L] mV, fs) from a WFDB record path (no extension) or a shard folder."""
-    p = Path(path)
-    if p.is_dir():
+    """(record ids, [N, 12, L] mV, fs) from a WFDB record path (no extension) or a shard folder
+    (local or a URI)."""
+    from merl.core.io import is_dir
+    from merl.core.uri import is_uri
+
+    if is_uri(path) or is_dir(path):
         import pyarrow.parquet as pq
 
         from merl.training.data.manifest import read_manifest
         from merl.training.data.transforms import batch_fs, decode_batch
 
         ids, sigs, fs = [], [], TARGET_FS
-        for shard in read_manifest(p).shard_paths(p):
+        for shard in read_manifest(str(path)).shard_paths(str(path)):
             tab = pq.read_table(shard, columns=["id", "fs", "signal", "signal_scale"]).to_pydict()
             ids += tab["id"]
             sigs.append(decode_batch(tab))
             fs = batch_fs(tab)
         return ids, np.concatenate(sigs) if sigs else np.zeros((0, 12, 0), np.float32), fs
+    p = Path(path)
     record = p.with_suffix("") if p.suffix in (".hea", ".dat") else p
     if not record.with_suffix(".hea").is_file():
         raise FileNotFoundError(f"{path}: neither a shard folder (with manifest.json) nor a WFDB record (.hea)")
@@ -48,16 +53,40 @@ def load_inputs(path: str | Path) -> tuple[list[str], np.ndarray, int]:
 
 
 @torch.no_grad()
+def embed_signals(bundle: Bundle, signals_mv: np.ndarray, fs: int, *, normalize: bool = True,
+                  features: str = "projected", batch_size: int = 64) -> torch.Tensor:
+    """[N, 12, L] mV at ``fs`` -> float32 [N, D] on the CPU, each batch prepared as in pretraining
+    (``prepare_ecg_batch`` with the bundle's data config). ``features="backbone"``: the
+    frozen encoder's linear-probing features instead of the projected embedding."""
+    model, cfg = bundle.model, bundle.config
+    device, dtype = device_dtype(model)  # ECGs go where the weights are, in their float type
+    out = []
+    for i in range(0, len(signals_mv), batch_size):
+        x = torch.from_numpy(prepare_ecg_batch(signals_mv[i: i + batch_size], fs, cfg.data))
+        x = x.to(device=device, dtype=dtype)
+        z = model.probe_features(x) if features == "backbone" else model.encode_ecg(x, normalize=normalize)
+        out.append(z.float().cpu())
+    return torch.cat(out) if out else torch.zeros((0, cfg.model.proj_dim))
+
+
+@torch.no_grad()
+def zero_shot(bundle: Bundle, signals_mv: np.ndarray, fs: int, prompts: Mapping[str, str] | list[str],
+              batch_size: int = 64, max_prompt_tokens: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(cosine similarities [N, C], softmax over classes of the logit-scaled similarities [N, C]).
+
+    Prompts are encoded up to ``max_prompt_tokens`` (default: the text model's maximum; a cut
+    prompt is logged), not the training reports' ``data.max_text_tokens``.
+    """
+    model = bundle.model
+    text = class_embeddings(model, bundle.tokenizer, prompts, max_prompt_tokens).cpu()
+    ecg = embed_signals(bundle, signals_mv, fs, normalize=True, batch_size=batch_size)
+    scale = model.logit_scale.detach().float().clamp(max=MAX_LOGIT_SCALE).exp().cpu()
+    cosine = zero_shot_scores(ecg, text)
+    probs = torch.softmax(scale * cosine, dim=-1)
+    return cosine.numpy(), probs.numpy()
+
+
 def score(bundle: Bundle, signals_mv: np.ndarray, fs: int, prompts: Mapping[str, str],
           batch_size: int = 64) -> np.ndarray:
     """Softmax over classes of the logit-scaled cosine similarity (ECG vs each class prompt): [N, C]."""
-    model, cfg = bundle.model, bundle.config
-    device, dtype = device_dtype(model)  # ECGs go where the weights are, in their float type
-    text = class_embeddings(model, bundle.tokenizer, prompts, cfg.data.max_text_tokens)
-    scale = model.logit_scale.detach().float().clamp(max=MAX_LOGIT_SCALE).exp()
-    out = []
-    for i in range(0, len(signals_mv), batch_size):
-        x = torch.from_numpy(prepare_ecg_batch(signals_mv[i: i + batch_size], fs, cfg.data)).to(device=device, dtype=dtype)
-        logits = zero_shot_scores(model.encode_ecg(x, normalize=True), text, scale)
-        out.append(torch.softmax(logits, dim=-1).cpu().numpy())
-    return np.concatenate(out) if out else np.zeros((0, len(prompts)), np.float32)
+    return zero_shot(bundle, signals_mv, fs, prompts, batch_size)[1]

@@ -8,6 +8,7 @@ gradient-preserving all_gather, and each worker scores its own rows against ever
 from __future__ import annotations
 
 import math
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -87,8 +88,8 @@ def topk_accuracy(logits: torch.Tensor, targets: torch.Tensor, ks=(1, 5)) -> dic
     return out
 
 
-def retrieval_accuracy(ecg: torch.Tensor, text: torch.Tensor, reports: list[str], ks=(1, 5)) -> dict[int, float]:
-    """ECG -> report retrieval over *distinct* reports of a held-out set.
+def retrieval_accuracy(ecg: torch.Tensor, text: torch.Tensor, reports: Sequence[Hashable], ks=(1, 5)) -> dict[int, float]:
+    """ECG -> report retrieval over *distinct* reports (texts or report keys) of a held-out set.
 
     Identical reports (same findings) are one candidate, so a hit is "retrieved the text of
     this ECG's report" and chance is 1 / number of distinct reports.

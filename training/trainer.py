@@ -3,16 +3,19 @@
 Reused by ``merl train`` and by Ray Tune (``training/tune.py`` calls ``fit`` with modified
 configs). Re-running with the same storage path + name resumes from the run's latest valid
 checkpoint; worker failures restart the worker group from it (``max_failures``).
+Storage may be a local folder or a URI (``s3://bucket/runs``): Ray Train writes checkpoints
+there itself through pyarrow.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from pathlib import Path
+from pathlib import PurePosixPath
 from typing import Any
 
-from merl.core.uri import absolute, is_uri, join
+from merl.core.io import exists, is_file
+from merl.core.uri import absolute, filesystem, is_uri, join
 from merl.training.config import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -25,6 +28,22 @@ def resolve_storage(storage_path: str) -> str:
 
 def run_dir_for(storage_path: str, name: str) -> str:
     return join(resolve_storage(storage_path), name)
+
+
+def storage_location(path: str, storage_path: str) -> str:
+    """A path Ray Train reports (``Result.path``, ``Checkpoint.path``) as a location merl reads.
+
+    Ray gives paths *within* the storage filesystem: ``bucket/runs/x`` for ``s3://bucket/runs``.
+    They are re-rooted on ``storage_path`` so the scheme (and any ``?query``) comes back."""
+    storage = resolve_storage(storage_path)
+    if not is_uri(storage) or is_uri(path):
+        return path
+    _, root = filesystem(storage)
+    try:
+        rel = PurePosixPath(path).relative_to(PurePosixPath(root))
+    except ValueError:
+        raise ValueError(f"{path} is not under the run storage {storage}") from None
+    return join(storage, *rel.parts)
 
 
 def with_absolute_paths(cfg: TrainConfig) -> TrainConfig:
@@ -40,8 +59,12 @@ def with_absolute_paths(cfg: TrainConfig) -> TrainConfig:
         read_manifest(cfg.eval.shards[task])
     if cfg.eval.prompts:
         cfg.eval.prompts = absolute(cfg.eval.prompts)
-        if not is_uri(cfg.eval.prompts) and not Path(cfg.eval.prompts).is_file():
+        if not is_file(cfg.eval.prompts):
             raise FileNotFoundError(f"eval.prompts: {cfg.eval.prompts} not found (write it with `merl prompts`)")
+        from merl.training.zeroshot import load_prompts
+
+        for task in cfg.eval.tasks:  # unknown labels fail here, not after the first epoch
+            load_prompts(cfg.eval.prompts, task)
     return cfg
 
 
@@ -71,7 +94,7 @@ def build_trainer(cfg: TrainConfig, *, storage_path: str | None = None, name: st
                                                checkpoint_score_order="max"),
             callbacks=extra_callbacks or None,
         ),
-        datasets=split_datasets(cfg.data, cfg.model.text_model),
+        datasets=split_datasets(cfg.data, cfg.model.text_model, seed=cfg.train.seed),
     )
 
 
@@ -89,7 +112,7 @@ def fit(cfg: TrainConfig, *, storage_path: str | None = None, name: str = "merl-
 
     read_manifest(cfg.data.train_shards)  # a missing/unprepared shard folder fails before Ray starts
     storage = resolve_storage(storage_path or cfg.checkpoint.storage_path)
-    if not resume and not is_uri(storage) and Path(run_dir_for(storage, name)).exists():
+    if not resume and exists(run_dir_for(storage, name)):
         name = f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
         log.info("resume=False and the run exists: starting a new run %s", name)
     cfg = with_absolute_paths(cfg)

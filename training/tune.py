@@ -18,13 +18,13 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
 from merl.core.config import ConfigError, StrictModel, apply_overrides, read_yaml, validate
-from merl.core.uri import absolute
+from merl.core.uri import absolute, join
 
 log = logging.getLogger(__name__)
 
@@ -214,7 +214,7 @@ def run_tune(cfg: TuneSearchConfig, address: str | None = None, num_cpus: int | 
     scheduler = ASHAScheduler(time_attr="training_iteration", max_t=max_t, grace_period=min(cfg.asha.grace_period, max_t),
                               reduction_factor=cfg.asha.reduction_factor)
     # The base config travels via with_parameters (object store), so trial tables show only params.
-    trainable = ray.tune.with_parameters(_trial, base=base, storage_path=f"{storage.rstrip('/')}/{cfg.name}-runs",
+    trainable = ray.tune.with_parameters(_trial, base=base, storage_path=join(storage, f"{cfg.name}-runs"),
                                          metric=cfg.metric)
     tuner = ray.tune.Tuner(
         ray.tune.with_resources(trainable, _driver_resources(cfg.trial_driver_cpus)),
@@ -233,7 +233,7 @@ def run_tune(cfg: TuneSearchConfig, address: str | None = None, num_cpus: int | 
         vals = hist[cfg.metric].dropna().tolist() if hist is not None and cfg.metric in hist else []
         best = (max(vals) if cfg.mode == "max" else min(vals)) if vals else math.nan
         rows.append({
-            "trial": (res.metrics or {}).get("trial_id") or Path(res.path).name,
+            "trial": (res.metrics or {}).get("trial_id") or PurePosixPath(res.path).name,
             "params": {k: res.config["params"][k] for k in cfg.search},
             "best": best,
             "iterations": len(vals),
@@ -245,7 +245,7 @@ def run_tune(cfg: TuneSearchConfig, address: str | None = None, num_cpus: int | 
         raise RuntimeError(f"no trial produced {cfg.metric!r}: {errors}")
     pick = max if cfg.mode == "max" else min
     best = pick(scored, key=lambda r: r["best"])
-    out = cfg.best_config or f"{storage.rstrip('/')}/{cfg.name}/best_config.yaml"
+    out = cfg.best_config or join(storage, cfg.name, "best_config.yaml")
     dump_config(trial_train_config(base, best["params"]), out)
     log.info("best trial %s: %s = %.4f -> %s", best["trial"], cfg.metric, best["best"], out)
     return TuneOutcome(rows, best["params"], best["best"], out, grid.experiment_path)

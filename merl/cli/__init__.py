@@ -58,10 +58,10 @@ _register()
 
 def main() -> None:
     """Entry point: user errors print one clear message and exit 2, never a traceback."""
-    from merl.core.raysession import ClusterUnreachable
+    from merl.core.raysession import RaySessionError
 
     try:
         app()
-    except (ConfigError, ClusterUnreachable, FileNotFoundError) as e:
+    except (ConfigError, RaySessionError, FileNotFoundError) as e:
         typer.secho(f"error: {e}", fg="red", err=True)
         sys.exit(2)

@@ -24,8 +24,16 @@ def prepare_cmd(
     split_csv: str = typer.Option(
         None,
         "--split-csv",
-        help="Published split file with columns id,split; id = record id, source:id or record file name "
-        "(overrides the seeded split).",
+        help="Split file with columns id,split; id = record id, source:id or record file name "
+        "(overrides every other split; records not in it are excluded).",
+    ),
+    split: str = typer.Option(
+        None, "--split", help="Split mode: auto (default: the paper's list for real CPSC2018/CSN, strat_fold for "
+        "PTB-XL, seeded otherwise), published, seeded, csv.",
+    ),
+    preset: str = typer.Option(
+        "default", "--preset", help="default, or paper: the reference's inputs (published splits; CPSC2018: first "
+        "5 s zero-padded; PTB-XL at 500 Hz). Explicit key=value overrides still win.",
     ),
     overrides: list[str] = typer.Argument(None, help="key=value overrides, e.g. records_per_shard=512 canonical.crop=centre"),
 ) -> None:
@@ -37,14 +45,19 @@ def prepare_cmd(
     from rich.table import Table
 
     from merl.core.config import load_config
-    from merl.training.data.prepare import PrepareConfig, prepare
+    from merl.training.data.prepare import PRESETS, PrepareConfig, prepare, preset_overrides
     from merl.training.data.readers import DATASETS
 
     if dataset not in DATASETS:
         raise typer.BadParameter(f"{dataset!r}; choose one of {', '.join(DATASETS)}", param_hint="--dataset")
-    items = list(overrides or [])
+    if preset not in PRESETS:
+        raise typer.BadParameter(f"{preset!r}; choose one of {', '.join(PRESETS)}", param_hint="--preset")
+    items = preset_overrides(preset, dataset)
+    if split:
+        items.append(f"split.mode={split}")
     if split_csv:
-        items.append(f"split.csv={split_csv}")
+        items += [f"split.csv={split_csv}", *([] if split else ["split.mode=csv"])]
+    items += list(overrides or [])
     cfg = load_config(PrepareConfig, config, items)
     if not __import__("pathlib").Path(root).is_dir():
         raise FileNotFoundError(f"dataset root {root} does not exist")
@@ -55,9 +68,12 @@ def prepare_cmd(
     t.add_column("")
     t.add_column("value", justify="right")
     rate = c.records / res.seconds if res.seconds else 0.0
+    sp = res.manifest.split
     rows = [
         ("records", c.records),
         ("quarantined", c.quarantined),
+        ("split", f"{sp.get('mode', '?')}" + (f" ({sp['list']})" if sp.get("list") else "")),
+        ("excluded (not in the split list)", c.excluded),
         *[(f"  {k}", v) for k, v in c.by_split.items()],
         ("shards written", res.written),
         ("shards skipped (already done)", res.skipped),

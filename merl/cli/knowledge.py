@@ -6,7 +6,7 @@ Heavy imports (torch, transformers, faiss, langchain) happen inside the command 
 from __future__ import annotations
 
 import json
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Optional
 
 import typer
@@ -44,7 +44,7 @@ def _parse_filters(filters: list[str], category: Optional[str]) -> dict:
 
 @app.command()
 def build(
-    out: Path = typer.Option(..., "--out", "-o", help="Index directory to write (replaced atomically)."),
+    out: str = typer.Option(..., "--out", "-o", help="Index directory to write (replaced atomically; local or a URI)."),
     add: list[Path] = typer.Option([], "--add", help="Extra sources: .md/.txt/.pdf files or folders (repeatable)."),
     entries: Optional[Path] = typer.Option(None, "--entries", help="Knowledge entry folder (default: the bundled entries)."),
     no_entries: bool = typer.Option(False, "--no-entries", help="Index only the --add sources."),
@@ -74,7 +74,7 @@ def build(
 @app.command()
 def add(
     sources: list[Path] = typer.Argument(..., help=".md/.txt/.pdf files or folders to add."),
-    index_dir: Path = typer.Option(..., "--index", "-i", help="Existing index directory (rewritten atomically)."),
+    index_dir: str = typer.Option(..., "--index", "-i", help="Existing index directory (rewritten atomically; local or a URI)."),
     config: Optional[Path] = _CONFIG,
     set_: list[str] = _SET,
 ) -> None:
@@ -92,7 +92,7 @@ def add(
 @app.command()
 def query(
     text: str = typer.Argument(..., help="A label code (CLBBB, 164909002), a term, or a free-text phrase."),
-    index_dir: Path = typer.Option(..., "--index", "-i", help="Index directory."),
+    index_dir: str = typer.Option(..., "--index", "-i", help="Index directory (local or a URI)."),
     k: Optional[int] = typer.Option(None, "-k", help="Passages to return (default: config k)."),
     mmr: bool = typer.Option(False, "--mmr", help="Maximal marginal relevance (diverse passages)."),
     filters: list[str] = typer.Option([], "--filter", help="ontology=<name> | category=<name> | kind=entry|user."),
@@ -166,8 +166,9 @@ def check(
 
 
 def prompts(
-    out: Path = typer.Option(..., "--out", "-o", help="prompts.json to write ({label: prompt}); provenance goes beside it."),
-    index_dir: Path = typer.Option(..., "--index", "-i", help="Knowledge index (from `merl knowledge build`)."),
+    out: str = typer.Option(..., "--out", "-o", help="prompts.json to write ({label: prompt}; local or a URI); "
+                            "provenance goes beside it."),
+    index_dir: str = typer.Option(..., "--index", "-i", help="Knowledge index (from `merl knowledge build`; local or a URI)."),
     task: Optional[str] = typer.Option(None, "--task", help="Benchmark task whose labels to prompt (e.g. icbeb)."),
     labels: Optional[str] = typer.Option(None, "--labels", help="Comma-separated labels, instead of --task."),
     ontology: Optional[str] = typer.Option(None, "--ontology", help="Ontology of --labels (scp, csn, cpsc, ...)."),
@@ -210,7 +211,8 @@ def prompts(
     index = KnowledgeIndex.load(index_dir)
     results = generate_prompts(index, label_list, ontology, task, cfg, model, cfg.llm.model)
     atomic_write_text(out, json.dumps({lab: r.prompt for lab, r in results.items()}, indent=2, ensure_ascii=False) + "\n")
-    side = out.with_name(f"{out.stem}.provenance.json")
+    head, sep, name = out.rpartition("/")  # string surgery: ``out`` may be a URI
+    side = head + sep + f"{PurePosixPath(name).stem}.provenance.json"
     prov = {
         "index": str(index_dir),
         "task": task,

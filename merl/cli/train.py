@@ -1,4 +1,4 @@
-"""`merl train`, `merl export`, `merl classify` (heavy imports inside the command bodies)."""
+"""`merl train`, `merl export`, `merl import-reference`, `merl classify` (heavy imports inside the command bodies)."""
 
 from __future__ import annotations
 
@@ -25,76 +25,122 @@ def train_cmd(
     from merl.training.config import TrainConfig
 
     cfg = load_config(TrainConfig, config, overrides or [])
+    _warn_relative_storage_in_job(cfg.checkpoint.storage_path)
     from merl.training.trainer import fit
 
     result = fit(cfg, name=name, address=address, resume=resume)
     if result.error is not None:
         raise typer.Exit(1)
-    summary = write_run_summary(result)
+    summary = write_run_summary(result, cfg.checkpoint.storage_path)
     typer.echo(json.dumps(summary, indent=2))
 
 
-def write_run_summary(result) -> dict:
+def _warn_relative_storage_in_job(storage_path: str) -> None:
+    """A submitted job runs in Ray's copy of the working dir, deleted with the job's session:
+    a relative checkpoint folder there is almost never what the user meant."""
+    import logging
+    import os
+
+    from merl.core.env import job_env_vars
+    from merl.core.uri import is_uri, local_path
+
+    if job_env_vars() is not None and not is_uri(storage_path) and not Path(local_path(storage_path)).is_absolute():
+        logging.getLogger(__name__).warning(
+            "checkpoint.storage_path %r is relative: in this Ray job it resolves under %s, Ray's copy of the "
+            "working dir; give an absolute path on shared storage or a URI to keep the run", storage_path, os.getcwd())
+
+
+def write_run_summary(result, storage_path: str | None = None) -> dict:
     """``<run>/result.json``: latest and best checkpoint (by the score Ray Train ranks) + final metrics.
 
-    `merl export --run RUN` reads it, so users need not look up checkpoint folder names."""
+    `merl export --run RUN` reads it, so users need not look up checkpoint folder names.
+    ``storage_path``: the run's storage; for a URI, Ray's in-filesystem paths become URIs."""
     from merl.core.io import atomic_write_text
-    from merl.core.uri import is_uri, local_path
+    from merl.core.uri import join
     from merl.training.loop import SCORE
+    from merl.training.trainer import storage_location
+
+    def where(path: str | None) -> str | None:
+        return storage_location(path, storage_path) if path and storage_path else path
 
     best = max(result.best_checkpoints or [], key=lambda cm: cm[1].get(SCORE, float("-inf")), default=None)
     summary = {
-        "run_dir": result.path,
-        "checkpoint": result.checkpoint.path if result.checkpoint else None,
-        "best_checkpoint": best[0].path if best else (result.checkpoint.path if result.checkpoint else None),
+        "run_dir": where(result.path),
+        "checkpoint": where(result.checkpoint.path) if result.checkpoint else None,
+        "best_checkpoint": where(best[0].path if best else (result.checkpoint.path if result.checkpoint else None)),
         "best_score": best[1].get(SCORE) if best else None,
         "metrics": {k: v for k, v in (result.metrics or {}).items() if isinstance(v, (int, float))},
     }
-    if not is_uri(result.path):
-        atomic_write_text(Path(local_path(result.path)) / "result.json", json.dumps(summary, indent=2))
+    atomic_write_text(join(summary["run_dir"], "result.json"), json.dumps(summary, indent=2))
     return summary
 
 
 def export_cmd(
-    out: Path = typer.Option(..., "--out", help="Bundle folder to write."),
-    checkpoint: Optional[Path] = typer.Option(
-        None, "--checkpoint", help="A training checkpoint folder (checkpoint_stepNNNNNNNN)."
+    out: str = typer.Option(..., "--out", help="Bundle folder to write (a local path or a URI such as s3://b/model)."),
+    checkpoint: Optional[str] = typer.Option(
+        None, "--checkpoint", help="A training checkpoint folder (checkpoint_stepNNNNNNNN), local or a URI."
     ),
-    run: Optional[Path] = typer.Option(
-        None, "--run", help="A finished run folder: exports its best checkpoint (from result.json)."
+    run: Optional[str] = typer.Option(
+        None, "--run", help="A finished run folder (local or a URI): exports its best checkpoint (from result.json)."
     ),
 ) -> None:
     """Turn a training checkpoint into a self-contained inference bundle (loads offline)."""
+    from merl.core.io import is_dir, is_file, read_text
+    from merl.core.uri import join
     from merl.training.export import export_checkpoint
 
     if bool(checkpoint) == bool(run):
         raise ConfigError("give exactly one of --checkpoint or --run")
     if run is not None:
-        summary_path = run / "result.json"
-        if not summary_path.is_file():
+        summary_path = join(run, "result.json")
+        if not is_file(summary_path):
             raise FileNotFoundError(f"{summary_path} not found: is {run} a finished `merl train` run?")
-        checkpoint = Path(json.loads(summary_path.read_text())["best_checkpoint"])
-    if not checkpoint.is_dir():
+        checkpoint = json.loads(read_text(summary_path))["best_checkpoint"]
+    if not checkpoint or not is_dir(checkpoint):
         raise FileNotFoundError(f"checkpoint folder not found: {checkpoint}")
     typer.echo(f"wrote {export_checkpoint(checkpoint, out)}")
 
 
+def import_reference_cmd(
+    checkpoint: str = typer.Option(..., "--checkpoint", help="The reference's <encoder>_ckpt.pth (whole model) "
+                                   "or, with --encoder-only, <encoder>_encoder.pth (local or a URI)."),
+    ecg_encoder: str = typer.Option(..., "--ecg-encoder", help="resnet18|resnet34|resnet50|resnet101|"
+                                    "vit_tiny|vit_small|vit_middle|vit_base: the encoder the file was trained with."),
+    out: str = typer.Option(..., "--out", help="Bundle folder to write, local or a URI (loads with `merl classify`, "
+                            "`merl.load`)."),
+    text_model: str = typer.Option("ncbi/MedCPT-Query-Encoder", "--text-model", help="MedCPT-Query-Encoder by "
+                                   "Hugging Face name or local folder: tokenizer + config (+ weights with --encoder-only)."),
+    encoder_only: bool = typer.Option(False, "--encoder-only", help="The file holds the ECG encoder only: the bundle "
+                                      "serves linear probing; its heads are untrained."),
+) -> None:
+    """Convert one of MERL's released checkpoints into an export bundle (`model.arch: paper`).
+
+    Every key is mapped and shape-checked; nothing is left over except the ResNets' unused
+    classifier. The imported model computes what the reference computes (docs/fidelity.md).
+    """
+    from merl.training.reference import import_reference
+
+    path = import_reference(checkpoint, ecg_encoder, out, text_model=text_model, encoder_only=encoder_only)
+    typer.echo(f"wrote {path}")
+
+
 def classify_cmd(
-    model: Path = typer.Option(..., "--model", help="Bundle folder written by `merl export`."),
-    input: Path = typer.Option(..., "--input", help="One WFDB record (path without extension) or a shard folder."),
+    model: str = typer.Option(..., "--model", help="Bundle folder written by `merl export` (local or a URI)."),
+    input: str = typer.Option(..., "--input", help="One WFDB record (path without extension) or a shard folder "
+                              "(local or a URI)."),
     labels: Optional[str] = typer.Option(None, "--labels", help="Comma-separated class names (used as prompts)."),
-    prompts: Optional[Path] = typer.Option(None, "--prompts", help='JSON {"class": "prompt text", ...}.'),
+    prompts: Optional[str] = typer.Option(None, "--prompts", help='JSON {"class": "prompt text", ...} (local or a URI).'),
     top: int = typer.Option(50, "--top", help="Rows shown (the JSON output has all)."),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write all scores as JSON here."),
+    json_out: Optional[str] = typer.Option(None, "--json", help="Also write all scores as JSON here (local or a URI)."),
 ) -> None:
     """Zero-shot per-class scores (softmax over classes) for ECG records."""
     if bool(labels) == bool(prompts):
         raise ConfigError("give exactly one of --labels A,B,C or --prompts prompts.json")
     if prompts:
-        if not prompts.is_file():
-            raise FileNotFoundError(f"prompts file not found: {prompts}")
-        class_prompts = json.loads(prompts.read_text())
-        if not isinstance(class_prompts, dict) or not class_prompts:
+        from merl.training.zeroshot import load_prompts
+
+        class_prompts = load_prompts(prompts)  # {class: prompt}, local or a URI; a per-task file is refused
+        if not class_prompts:
             raise ConfigError(f"{prompts}: expected a JSON object {{class: prompt}}")
     else:
         names = [x.strip() for x in labels.split(",") if x.strip()]
@@ -102,14 +148,12 @@ def classify_cmd(
     from rich.console import Console
     from rich.table import Table
 
-    from merl.training.export import load_bundle
-    from merl.training.infer import load_inputs, score
+    from merl.api import load, read_ecgs
 
-    bundle = load_bundle(model)
-    ids, signals, fs = load_inputs(input)
-    probs = score(bundle, signals, fs, class_prompts)
-    classes = list(class_prompts)
-    synthetic = input.is_dir() and _is_synthetic(input)
+    ids, signals, fs = read_ecgs(input)
+    result = load(model).classify(signals, fs, prompts=class_prompts)
+    probs, classes = result.probs, result.classes
+    synthetic = _is_shard_folder(input) and _is_synthetic(input)
     table = Table(title=f"zero-shot scores ({len(ids)} {'synthetic ' if synthetic else ''}records)")
     table.add_column("record")
     for c in classes:
@@ -130,11 +174,19 @@ def classify_cmd(
         )
 
 
-def _is_synthetic(shards: Path) -> bool:
+def _is_shard_folder(path: str) -> bool:
+    from merl.core.io import is_file
+    from merl.core.uri import join
+    from merl.training.data.manifest import MANIFEST_NAME
+
+    return is_file(join(path, MANIFEST_NAME))
+
+
+def _is_synthetic(shards: str) -> bool:
     from merl.evaluation.zeroshot import is_synthetic
 
-    return is_synthetic(str(shards))
+    return is_synthetic(shards)
 
 
 # Functions listed here become top-level commands (`merl <name>`; a trailing _cmd is dropped).
-TOP_LEVEL: list = [train_cmd, export_cmd, classify_cmd]
+TOP_LEVEL: list = [train_cmd, export_cmd, import_reference_cmd, classify_cmd]

@@ -21,9 +21,19 @@ PROCESS_DEFAULTS = {**TOKENIZERS, **RAY_TELEMETRY}
 # benchmarks and the bundled default text model turn it on.
 OFFLINE = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
 
+# Object-store settings read by pyarrow (so by Ray Data and Ray Train too) when a shard folder,
+# run or output is an s3:// or gs:// URI: credentials, region, and the endpoint of an
+# S3-compatible store (MinIO, Ceph, a test server). Unset ones are not forwarded; nodes with an
+# instance role or workload identity need none of them. Forwarded variables show in the
+# runtime env of the Ray dashboard: on shared clusters prefer node credentials over keys.
+STORAGE_VARS = (
+    "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_DEFAULT_REGION", "AWS_REGION",
+    "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_PROFILE", "GOOGLE_APPLICATION_CREDENTIALS",
+)
+
 # What Ray workers must see as the driver does. Workers inherit the raylet's environment, not
 # the driver's, so ensure_ray forwards these (when set) in ``runtime_env["env_vars"]``.
-WORKER_VARS = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "TOKENIZERS_PARALLELISM", "PYTHONPATH")
+WORKER_VARS = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "TOKENIZERS_PARALLELISM", "PYTHONPATH", *STORAGE_VARS)
 
 # Set by Ray in a submitted job's entrypoint process: the job's runtime env, which ``ray.init``
 # merges with its own and rejects when both set the same env var. (Ray strips RAY_JOB_ID from

@@ -16,8 +16,25 @@ from merl.core import env
 log = logging.getLogger(__name__)
 
 
-class ClusterUnreachable(RuntimeError):
-    """The Ray cluster named by ``--address`` could not be reached."""
+class RaySessionError(RuntimeError):
+    """Ray could not be started or joined; the message says why and is shown to users as is."""
+
+
+class ClusterUnreachable(RaySessionError):
+    """The Ray cluster named by ``--address`` could not be reached (nothing else: a cluster
+    that answers and refuses is a :class:`RaySessionError` with Ray's own reason)."""
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split()) or type(e).__name__
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def _probe(address: str, timeout_s: float = 3.0) -> None:
@@ -85,9 +102,13 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None, **init_k
 
     ``address="auto"`` / ``"ray://host:10001"`` / ``"host:6379"`` connects to a running one.
     ``address=None`` means: ``RAY_ADDRESS`` if set (as inside a submitted Ray Job), else the
-    address given to :func:`set_defaults` (the CLI passes ``ray_config.yaml``'s), else an
+    address given to :func:`set_defaults` (the CLI passes ``merl_cluster.yaml``'s), else an
     embedded local cluster with ``num_cpus`` CPUs (default: the configured ``local.num_cpus``,
     else all cores).
+
+    Raises :class:`ClusterUnreachable` when nothing answers at the address, and
+    :class:`RaySessionError` (with Ray's reason) when Ray fails otherwise, e.g. a runtime-env
+    conflict or a cluster that does not come up.
     """
     import ray
 
@@ -97,25 +118,37 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None, **init_k
         address, configured_cpus = _default_target()
         num_cpus = num_cpus or configured_cpus
     env.disable_ray_telemetry()
-    kwargs = dict(
-        include_dashboard=False,
-        log_to_driver=True,
-        configure_logging=False,
-        runtime_env=runtime_env_for(init_kwargs.pop("runtime_env", None)),
-        **init_kwargs,
-    )
+    runtime_env = runtime_env_for(init_kwargs.pop("runtime_env", None))
+    kwargs: dict[str, Any] = dict(log_to_driver=True, configure_logging=False)
     if address:
         _probe(address)
+        kwargs.update(include_dashboard=False, runtime_env=runtime_env, **init_kwargs)
         try:
             ray.init(address=address, **kwargs)
-        except (ConnectionError, RuntimeError, ValueError) as e:
+        except (ConnectionError, TimeoutError) as e:
             raise ClusterUnreachable(
-                f"cannot reach the Ray cluster at {address!r}: {e}. Start one with "
+                f"cannot reach the Ray cluster at {address!r}: {_one_line(e)}. Start one with "
                 "`ray start --head` (or `merl cluster up`), or omit --address to run on an "
                 "embedded local cluster."
             ) from None
+        except Exception as e:  # Ray raises ValueError/RuntimeError/its own types; all are reported as is
+            raise RaySessionError(f"joining the Ray cluster at {address!r} failed ({type(e).__name__}): {_one_line(e)}") from e
         log.info("connected to Ray cluster at %s", address)
-    else:
-        ray.init(num_cpus=num_cpus or os.cpu_count() or 1, **kwargs)
-        log.info("started embedded local Ray cluster (%s CPUs)", num_cpus or os.cpu_count())
+        return ray
+    # Ray Train's PlacementGroupCleaner polls the State API every second while a run lives,
+    # with no address: without the dashboard's modules it logs a warning each time, and on a
+    # host with several Ray clusters it may ask another cluster. So the embedded cluster gets
+    # its dashboard on a port of its own, and workers are told where it is.
+    port = _free_port()
+    api_env = {"RAY_API_SERVER_ADDRESS": f"http://127.0.0.1:{port}"}
+    runtime_env = dict(runtime_env or {})
+    runtime_env["env_vars"] = {**api_env, **runtime_env.get("env_vars", {})}
+    kwargs.update(include_dashboard=True, dashboard_host="127.0.0.1", dashboard_port=port, runtime_env=runtime_env)
+    kwargs.update(init_kwargs)
+    cpus = num_cpus or os.cpu_count() or 1
+    try:
+        ray.init(num_cpus=cpus, **kwargs)
+    except Exception as e:  # Ray raises a bare Exception when its processes do not start in time
+        raise RaySessionError(f"starting the embedded local Ray cluster failed ({type(e).__name__}): {_one_line(e)}") from e
+    log.info("started embedded local Ray cluster (%s CPUs, dashboard http://127.0.0.1:%s)", cpus, port)
     return ray

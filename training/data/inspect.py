@@ -11,6 +11,8 @@ import numpy as np
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from merl.core.io import is_file, read_text
+from merl.core.uri import join
 from merl.training.data.manifest import QUARANTINE_NAME, read_manifest
 from merl.training.data.prepare import reason_group
 from merl.training.data.schema import decode_signal
@@ -19,7 +21,7 @@ from merl.training.data.shards import read_shard
 
 def summarize(shards: str | Path) -> dict[str, Any]:
     """Counts, per-split counts, label frequencies per split, quarantine reasons grouped."""
-    root = Path(shards)
+    root = str(shards)  # a local folder or a URI
     m = read_manifest(root)
     labels: dict[str, Counter] = {}
     for path in m.shard_paths(root):
@@ -27,9 +29,9 @@ def summarize(shards: str | Path) -> dict[str, Any]:
         for labs, split in zip(t.column("labels").to_pylist(), t.column("split").to_pylist()):
             labels.setdefault(split, Counter()).update(labs or [])
     reasons: Counter = Counter()
-    qpath = root / QUARANTINE_NAME
-    if qpath.is_file():
-        for line in qpath.read_text().splitlines():
+    qpath = join(root, QUARANTINE_NAME)
+    if is_file(qpath):
+        for line in read_text(qpath).splitlines():
             if line.strip():
                 reasons[reason_group(json.loads(line)["reason"])] += 1
     return {
@@ -46,7 +48,7 @@ def summarize(shards: str | Path) -> dict[str, Any]:
 
 def find_record(shards: str | Path, record_id: str) -> dict[str, Any]:
     """One shard row by id (``source:id`` or the dataset's own id) with its decoded signal."""
-    root = Path(shards)
+    root = str(shards)
     m = read_manifest(root)
     ids = [record_id] if ":" in record_id else [f"{m.dataset}:{record_id}"]
     for path in m.shard_paths(root):

@@ -9,7 +9,8 @@ The driver writes ``quarantine.jsonl`` and, last, ``manifest.json``.
 
 Re-running with the same inputs and config skips tasks whose sidecar fingerprint and shard
 checksum still match, so an interrupted run resumes where it stopped. On a multi-node
-cluster ``out`` must be on storage every node can write (NFS, a shared volume).
+cluster ``out`` must be on storage every node can write: a shared volume, or an object
+store URI (``s3://bucket/shards``, ``gs://...``) written through pyarrow.
 """
 
 from __future__ import annotations
@@ -22,23 +23,31 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
-from merl.core.config import StrictModel
-from merl.core.io import atomic_write_text
+from merl.core.config import ConfigError, StrictModel
+from merl.core.io import atomic_write_text, listdir, makedirs, remove
+from merl.core.uri import absolute, join
 from merl.training.data.canonical import CanonConfig, canonicalize
 from merl.training.data.manifest import MANIFEST_NAME, QUARANTINE_NAME, Counts, Manifest, ShardInfo, write_manifest
 from merl.training.data.readers import DATASETS, Quarantined, RecordError, RecordRef, make_reader
 from merl.training.data.schema import SPLITS, CanonicalRecord
 from merl.training.data.shards import SHARD_GLOB, done_path, is_complete, shard_name, write_done, write_shard
-from merl.training.data.splits import DEFAULT_FRACTIONS, load_split_csv, seeded_split
+from merl.training.data.splits import DEFAULT_FRACTIONS, PUBLISHED_SPLITS, load_split_csv, published_split, seeded_split
 
 log = logging.getLogger(__name__)
 
 
 class SplitConfig(StrictModel):
-    """Split policy for datasets without official folds (PTB-XL uses strat_fold)."""
+    """How records get their split (docs/data.md, "Splits")."""
 
+    mode: Literal["auto", "published", "seeded", "csv"] = Field(
+        "auto",
+        description="auto = csv if split.csv is set, else the paper's list for real CPSC2018/CSN, strat_fold for "
+                    "PTB-XL, seeded otherwise (synthetic corpora included); published = the paper's split "
+                    "(CPSC2018/CSN lists shipped with merl, PTB-XL strat_fold); seeded = a seeded split by patient; "
+                    "csv = split.csv",
+    )
     seed: int = Field(42, description="seed of the random split")
     test_fraction: float | None = Field(
         None, ge=0, lt=1, description="test share; None = dataset default (CPSC/CSN/wfdb 0.2, MIMIC 0)"
@@ -47,7 +56,15 @@ class SplitConfig(StrictModel):
         None, ge=0, lt=1, description="val share of the rest; None = dataset default (0.1, MIMIC 0.02)"
     )
     by_patient: bool = Field(True, description="split by patient id where the dataset has one")
-    csv: str | None = Field(None, description="published split file (columns id, split); overrides everything")
+    csv: str | None = Field(None, description="split file (columns id, split); overrides everything")
+
+    @model_validator(mode="after")
+    def _csv_mode(self) -> SplitConfig:
+        if self.mode == "csv" and not self.csv:
+            raise ValueError("split.mode=csv needs split.csv (a file with columns id, split)")
+        if self.csv and self.mode not in ("auto", "csv"):
+            raise ValueError(f"split.csv is set but split.mode is {self.mode!r}: use one of them")
+        return self
 
 
 class PrepareConfig(StrictModel):
@@ -63,14 +80,44 @@ class PrepareConfig(StrictModel):
     conditions_csv: str | None = Field(
         None, description="SNOMED conditions table for csn/wfdb (csn default: <root>/ConditionNames_SNOMED-CT.csv)"
     )
+    shard_order: Literal["shuffled", "index"] = Field(
+        "shuffled",
+        description="record order across shards: shuffled = a seeded permutation (split.seed), so one patient's "
+                    "ECGs are spread over the corpus and training batches mix patients (data.shuffle); "
+                    "index = the dataset's listing order (one patient's records side by side)",
+    )
     canonical: CanonConfig = Field(default_factory=CanonConfig)
     split: SplitConfig = Field(default_factory=SplitConfig)
+
+
+PRESETS = ("default", "paper")
+
+
+def preset_overrides(preset: str, dataset: str) -> list[str]:
+    """``key=value`` items a named preset sets for ``dataset``: applied over a ``--config``
+    file, under explicit overrides. ``paper`` = the reference's downstream inputs: the
+    published splits (CPSC2018/CSN lists, PTB-XL strat_fold) with every record they name
+    (a constant lead does not quarantine a record), PTB-XL at 500 Hz, and CPSC2018's first
+    5 s zero-padded to 10 s (the reference's 2500 of 5000 samples)."""
+    if preset not in PRESETS:
+        raise ConfigError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    if preset == "default":
+        return []
+    items = []
+    if dataset in PUBLISHED_SPLITS or dataset == "ptbxl":
+        # every record the published splits name stays in (the reference kept constant leads)
+        items += ["split.mode=published", "canonical.reject_flat_leads=false"]
+    if dataset == "ptbxl":
+        items.append("ptbxl_sampling=hr")
+    if dataset == "cpsc2018":
+        items += ["canonical.seconds=5", "canonical.crop=first"]
+    return items
 
 
 @dataclass
 class PrepareResult:
     manifest: Manifest
-    out: Path
+    out: str  # absolute local path or URI
     written: int = 0
     skipped: int = 0
     quarantine_reasons: dict[str, int] = field(default_factory=dict)
@@ -87,20 +134,76 @@ def _reader(dataset: str, root: str, cfg: PrepareConfig):
     )
 
 
-def assign_splits(dataset: str, refs: list[RecordRef], cfg: SplitConfig) -> list[Quarantined]:
-    """Set ``ref.split`` in place; records missing from a split file are returned."""
-    if cfg.csv:
-        table = load_split_csv(cfg.csv)
-        kept, dropped = [], []
-        for r in refs:
-            s = table.get(r.id) or table.get(r.uid) or table.get(Path(r.path).stem)  # id, source:id or file name
-            if s is None:
-                dropped.append(Quarantined(r.id, r.source, r.path, "not in split file"))
-            else:
-                r.split = s
-                kept.append(r)
-        refs[:] = kept
-        return dropped
+@dataclass
+class SplitOutcome:
+    """What :func:`assign_splits` did: records it left out and a summary for the manifest."""
+
+    excluded: list[Quarantined] = field(default_factory=list)
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+def resolve_split_mode(dataset: str, cfg: SplitConfig, synthetic: bool = False) -> str:
+    """The split mode ``auto`` stands for, checked against the dataset.
+
+    ``auto`` picks the paper's list for real CPSC2018/CSN folders: the benchmark's figures
+    are defined on it, and a re-drawn split gives nothing in return (neither dataset has
+    patient ids to group by). Synthetic corpora only imitate the real record names, so
+    they get the seeded split.
+    """
+    mode = cfg.mode
+    if mode == "auto":
+        mode = "csv" if cfg.csv else "published" if dataset == "ptbxl" or (
+            dataset in PUBLISHED_SPLITS and not synthetic) else "seeded"
+    if mode == "published" and dataset not in PUBLISHED_SPLITS and dataset != "ptbxl":
+        raise ConfigError(f"split.mode=published: no published split for {dataset!r} "
+                          f"(lists ship for {', '.join(PUBLISHED_SPLITS)}; PTB-XL uses strat_fold)")
+    if mode == "seeded" and dataset == "ptbxl":
+        raise ConfigError("split.mode=seeded: PTB-XL always uses its official strat_fold (or give split.csv)")
+    return mode
+
+
+def _apply_table(refs: list[RecordRef], table: dict[str, str], reason: str) -> list[Quarantined]:
+    kept, dropped = [], []
+    for r in refs:
+        s = table.get(r.id) or table.get(r.uid) or table.get(Path(r.path).stem)  # id, source:id or file name
+        if s is None:
+            dropped.append(Quarantined(r.id, r.source, r.path, reason))
+        else:
+            r.split = s
+            kept.append(r)
+    refs[:] = kept
+    return dropped
+
+
+def assign_splits(dataset: str, refs: list[RecordRef], cfg: SplitConfig, synthetic: bool = False) -> SplitOutcome:
+    """Set ``ref.split`` in place; records a split list leaves out are removed from ``refs``
+    and returned as ``excluded`` (they are readable, so not quarantined)."""
+    mode = resolve_split_mode(dataset, cfg, synthetic)
+    summary: dict[str, Any] = {"mode": mode}
+    if mode == "csv" or (mode == "published" and dataset != "ptbxl"):
+        if mode == "csv":
+            table, summary["list"], reason = load_split_csv(cfg.csv), str(cfg.csv), "not in split file"
+        else:
+            table, summary["list"] = published_split(dataset), f"published_splits/{PUBLISHED_SPLITS[dataset]}"
+            reason = "not in the published split list"
+        n_before = len(refs)
+        excluded = _apply_table(refs, table, reason)
+        if n_before and not refs:
+            raise ConfigError(
+                f"{dataset}: none of the {n_before} records is in {summary['list']} (ids such as "
+                f"{', '.join(sorted(table)[:2])}): this folder names its records differently (e.g. CPSC2018's "
+                "icbeb_database.csv re-write numbers them by ecg_id). Prepare the original layout, give --split-csv, "
+                "or use --split seeded")
+        summary.update(listed=len(table), matched=len(refs), excluded=len(excluded),
+                       listed_missing=len(table) - len(refs))
+        if excluded:
+            log.info("%s: %d of %d records are not in %s: excluded", dataset, len(excluded), n_before, summary["list"])
+        if len(table) > len(refs):
+            log.warning("%s: %d records of %s are not in this folder", dataset, len(table) - len(refs), summary["list"])
+        return SplitOutcome(excluded, summary)
+    if mode == "published":  # PTB-XL: the reader set strat_fold
+        summary["list"] = "strat_fold"
+        return SplitOutcome([], summary)
     todo = [r for r in refs if not r.split]
     if todo:
         test_f, val_f = DEFAULT_FRACTIONS.get(dataset, (0.2, 0.1))
@@ -109,7 +212,22 @@ def assign_splits(dataset: str, refs: list[RecordRef], cfg: SplitConfig) -> list
         groups = [(r.patient_id if cfg.by_patient and r.patient_id else f"rec:{r.id}") for r in todo]
         for r, s in zip(todo, seeded_split(groups, test_f, val_f, cfg.seed)):
             r.split = s
-    return []
+        summary.update(seed=cfg.seed, test_fraction=test_f, val_fraction=val_f,
+                       by_patient=cfg.by_patient and any(r.patient_id for r in todo))
+    return SplitOutcome([], summary)
+
+
+def shard_order(n: int, order: str, seed: int) -> list[int]:
+    """Positions of the indexed records in shard order: a seeded permutation, or as indexed.
+
+    Datasets list records by patient (MIMIC-IV-ECG by subject folder), and a training
+    reader's shuffle window cannot pull neighbours apart, so the shards carry the shuffle.
+    """
+    if order == "index":
+        return list(range(n))
+    import numpy as np
+
+    return np.random.default_rng([seed, n]).permutation(n).tolist()
 
 
 def _fingerprint(dataset: str, cfg: PrepareConfig, refs: list[dict]) -> str:
@@ -167,7 +285,7 @@ def process_shard(row: dict[str, Any], dataset: str, root: str, out: str, cfg_js
     task = json.loads(row["task"])
     cfg = PrepareConfig.model_validate_json(cfg_json)
     rows, bad = process_records(dataset, root, cfg, task["refs"])
-    path = Path(out) / task["file"]
+    path = join(out, task["file"])
     info = None
     if rows:
         sha = write_shard(path, rows, cfg.compression)
@@ -175,23 +293,23 @@ def process_shard(row: dict[str, Any], dataset: str, root: str, out: str, cfg_js
         for r in rows:
             splits[r["split"]] = splits.get(r["split"], 0) + 1
         info = ShardInfo(file=task["file"], rows=len(rows), sha256=sha, splits=splits).model_dump()
-    elif path.exists():
-        path.unlink()
+    else:
+        remove(path)
     done = {"index": task["index"], "fingerprint": task["fingerprint"], "shard": info, "quarantined": bad}
     write_done(path, done)
     return {"done": json.dumps(done)}
 
 
-def _remove_stale(out: Path, n_tasks: int) -> None:
+def _remove_stale(out: str, n_tasks: int) -> None:
     """Shards of an earlier run with more tasks than this one are not part of this dataset."""
-    for p in out.glob(SHARD_GLOB):
+    for name in listdir(out, SHARD_GLOB):
         try:
-            idx = int(p.stem.split("-")[1])
+            idx = int(name.removesuffix(".parquet").split("-")[1])
         except (IndexError, ValueError):
             continue
         if idx >= n_tasks:
-            p.unlink(missing_ok=True)
-            done_path(p).unlink(missing_ok=True)
+            remove(join(out, name))
+            remove(done_path(join(out, name)))
 
 
 def prepare(
@@ -206,20 +324,21 @@ def prepare(
     if dataset not in DATASETS:
         raise ValueError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
     t0 = time.perf_counter()
-    root, out = str(Path(root).resolve()), Path(out).resolve()
-    out.mkdir(parents=True, exist_ok=True)
+    root, out = str(Path(root).resolve()), absolute(out)
+    makedirs(out)
 
     idx = _reader(dataset, root, cfg).index(root)
     refs = idx.refs[: cfg.limit] if cfg.limit else idx.refs
     quarantined = [q.to_dict() for q in idx.quarantined]
-    quarantined += [q.to_dict() for q in assign_splits(dataset, refs, cfg.split)]
+    split = assign_splits(dataset, refs, cfg.split, synthetic=(Path(root) / "synthetic.json").is_file())
+    refs = [refs[i] for i in shard_order(len(refs), cfg.shard_order, cfg.split.seed)]
     tasks = build_tasks(dataset, refs, cfg)
     log.info("%s: %d records indexed, %d shard tasks", dataset, len(refs), len(tasks))
 
     done: dict[int, dict] = {}
     pending = []
     for t in tasks:
-        prev = is_complete(out / t["file"], t["fingerprint"])
+        prev = is_complete(join(out, t["file"]), t["fingerprint"])
         if prev is not None:
             done[t["index"]] = prev
         else:
@@ -227,7 +346,7 @@ def prepare(
     skipped = len(done)
     if pending:
         # Until this run's manifest exists the folder must not look complete to a reader.
-        (out / MANIFEST_NAME).unlink(missing_ok=True)
+        remove(join(out, MANIFEST_NAME))
     _remove_stale(out, len(tasks))
     if pending:
         from merl.core.raysession import ensure_ray
@@ -236,7 +355,7 @@ def prepare(
         ds = ray.data.from_items([{"task": json.dumps(t)} for t in pending], override_num_blocks=len(pending))
         ds = ds.map(
             process_shard,
-            fn_kwargs={"dataset": dataset, "root": root, "out": str(out), "cfg_json": cfg.model_dump_json()},
+            fn_kwargs={"dataset": dataset, "root": root, "out": out, "cfg_json": cfg.model_dump_json()},
             num_cpus=1,
             concurrency=cfg.concurrency,
         )
@@ -256,12 +375,14 @@ def prepare(
             for s, n in info.splits.items():
                 counts.by_split[s] = counts.by_split.get(s, 0) + n
     counts.quarantined = len(quarantined)
-    atomic_write_text(out / QUARANTINE_NAME, "".join(json.dumps(q) + "\n" for q in quarantined))
+    counts.excluded = len(split.excluded)
+    atomic_write_text(join(out, QUARANTINE_NAME), "".join(json.dumps(q) + "\n" for q in quarantined))
     manifest = Manifest(
         dataset=dataset,
         counts=counts,
         shards=shards,
         config={"dataset": dataset, "root": root, **cfg.model_dump(mode="json")},
+        split=split.summary,
     )
     write_manifest(out, manifest)
     reasons: dict[str, int] = {}

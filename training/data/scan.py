@@ -21,11 +21,15 @@ SIGNAL_COLUMNS = ["id", "fs", "signal", "signal_scale"]
 def _dataset(shards_dir: str):
     import pyarrow.dataset as ds
 
+    from merl.core.uri import absolute, filesystem
+
     manifest = read_manifest(shards_dir)
-    paths = manifest.shard_paths(shards_dir)
-    if not paths:
+    if not manifest.shards:
         raise FileNotFoundError(f"{shards_dir}: the manifest lists no shard files")
-    return ds.dataset(paths, format="parquet")
+    # A list of paths is read with the local filesystem unless told otherwise: name the
+    # folder's filesystem so s3:// / gs:// shard folders scan too.
+    fs, root = filesystem(absolute(shards_dir))
+    return ds.dataset([f"{root.rstrip('/')}/{s.file}" for s in manifest.shards], format="parquet", filesystem=fs)
 
 
 def read_label_table(shards_dir: str, splits: Sequence[str] | None = None) -> pa.Table:

@@ -4,18 +4,19 @@
 ``shard-00012.done.json`` (written after it, also atomically) records the task fingerprint,
 the file's sha256 and the task's quarantine entries. A re-run skips a task whose sidecar
 matches the new task's fingerprint and whose file still has the recorded checksum.
+Shard paths may be local or URIs (``s3://...``): :mod:`merl.core.io` writes and reads both.
 """
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
+import os
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from merl.core.io import atomic_path, atomic_write_text, sha256_file
+from merl.core.io import atomic_path, atomic_write_text, is_file, read_text, sha256_file
 from merl.training.data.schema import SHARD_SCHEMA, rows_to_table
 
 SHARD_GLOB = "shard-*.parquet"
@@ -25,9 +26,10 @@ def shard_name(index: int) -> str:
     return f"shard-{index:05d}.parquet"
 
 
-def done_path(shard_path: str | Path) -> Path:
-    p = Path(shard_path)
-    return p.with_name(p.name.replace(".parquet", ".done.json"))
+def done_path(shard_path: str | os.PathLike) -> str:
+    """``.../shard-00012.parquet`` -> ``.../shard-00012.done.json`` (a string: the path may be a URI)."""
+    head, sep, name = str(shard_path).rpartition("/")
+    return head + sep + name.replace(".parquet", ".done.json")
 
 
 # The signal column holds unique ~120 kB blobs: dictionary encoding and min/max statistics
@@ -35,7 +37,7 @@ def done_path(shard_path: str | Path) -> Path:
 _SMALL_COLUMNS = [f.name for f in SHARD_SCHEMA if f.name != "signal"]
 
 
-def write_shard(path: str | Path, rows: list[dict], compression: str = "zstd") -> str:
+def write_shard(path: str | os.PathLike, rows: list[dict], compression: str = "zstd") -> str:
     """Write rows as one Parquet shard atomically; return its sha256."""
     table = rows_to_table(rows)
     with atomic_path(path) as tmp:
@@ -46,29 +48,29 @@ def write_shard(path: str | Path, rows: list[dict], compression: str = "zstd") -
             use_dictionary=_SMALL_COLUMNS,
             write_statistics=_SMALL_COLUMNS,
         )
-    return sha256_file(path)
+        sha = sha256_file(tmp)  # of the bytes about to be published: no read back from remote storage
+    return sha
 
 
-def read_shard(path: str | Path, columns: list[str] | None = None) -> pa.Table:
+def read_shard(path: str | os.PathLike, columns: list[str] | None = None) -> pa.Table:
     table = pq.read_table(path, columns=columns)
     if columns is None and not table.schema.equals(SHARD_SCHEMA, check_metadata=False):
         raise ValueError(f"{path}: schema does not match the shard contract (re-run `merl data prepare`)")
     return table
 
 
-def write_done(shard_path: str | Path, record: dict[str, Any]) -> None:
+def write_done(shard_path: str | os.PathLike, record: dict[str, Any]) -> None:
     atomic_write_text(done_path(shard_path), json.dumps(record))
 
 
-def read_done(shard_path: str | Path) -> dict[str, Any] | None:
-    p = done_path(shard_path)
+def read_done(shard_path: str | os.PathLike) -> dict[str, Any] | None:
     try:
-        return json.loads(p.read_text())
+        return json.loads(read_text(done_path(shard_path)))
     except (FileNotFoundError, json.JSONDecodeError):
         return None
 
 
-def is_complete(shard_path: str | Path, fingerprint: str) -> dict[str, Any] | None:
+def is_complete(shard_path: str | os.PathLike, fingerprint: str) -> dict[str, Any] | None:
     """The sidecar of a finished task with this fingerprint whose file is intact, else None."""
     done = read_done(shard_path)
     if not done or done.get("fingerprint") != fingerprint:
@@ -76,7 +78,6 @@ def is_complete(shard_path: str | Path, fingerprint: str) -> dict[str, Any] | No
     info = done.get("shard")
     if info is None:  # every record of the task was quarantined: nothing to verify
         return done
-    p = Path(shard_path)
-    if not p.is_file() or sha256_file(p) != info.get("sha256"):
+    if not is_file(shard_path) or sha256_file(shard_path) != info.get("sha256"):
         return None
     return done

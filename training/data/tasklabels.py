@@ -86,6 +86,20 @@ def ptbxl_statements() -> dict[str, Statement]:
     return out
 
 
+@lru_cache(maxsize=1)
+def label_vocabulary() -> frozenset[str]:
+    """Every code a prompt file may name (published spelling): the six tasks' labels, the 71
+    PTB-XL statements with their diagnostic classes and subclasses, the CPSC2018 classes and
+    the CSN condition acronyms. A prompts key outside it is a typo or a foreign code."""
+    from merl.core.tasks import TASKS
+    from merl.training.data.synth.tables import csn_snomed
+
+    out = {lab for t in TASKS.values() for lab in t.labels} | set(CPSC_CLASSES) | set(csn_snomed())
+    for code, st in ptbxl_statements().items():
+        out |= {code, st.diagnostic_class, st.diagnostic_subclass}
+    return frozenset(published_name(c) for c in out if c)
+
+
 def ptbxl_labels(aggregation: str, codes: Iterable[str], unknown: Counter | None = None) -> set[str]:
     """Aggregate one record's SCP codes (``superclass|subclass|form|rhythm``)."""
     table = ptbxl_statements()

@@ -1,7 +1,7 @@
 """Signal transforms shared by training and evaluation (pure numpy functions).
 
 Evaluation imports :func:`prepare_ecg_batch`, so a model always sees ECGs prepared exactly
-as in pretraining: resample -> crop/pad -> per-record, per-lead normalisation.
+as in pretraining: resample -> crop/pad -> per-record normalisation (``data.normalize``).
 """
 
 from __future__ import annotations
@@ -43,30 +43,40 @@ def fit_length(x: np.ndarray, n_samples: int) -> np.ndarray:
 
 
 def normalize(x: np.ndarray, method: str = "minmax") -> np.ndarray:
-    """Per-record, per-lead scaling to float32: ``minmax`` -> [0, 1] (MERL), ``zscore``.
+    """Per-record scaling to float32 over the last axis (time), or the last two (leads x time).
 
-    Flat leads (zero range / std) map to 0 rather than dividing by ~0.
+    ``minmax`` -> [0, 1] per lead; ``zscore`` per lead; ``minmax_record`` -> [0, 1] with one
+    min and max over all leads of the record, as the reference does (keeps the leads' relative
+    amplitudes, which per-lead scaling discards). Flat leads / records (zero range or std)
+    map to 0 rather than dividing by ~0.
     """
     x = np.asarray(x, dtype=np.float32)
-    if method == "minmax":
-        lo = x.min(axis=-1, keepdims=True)
-        rng = x.max(axis=-1, keepdims=True) - lo
+    if method in ("minmax", "minmax_record"):
+        axes = -1 if method == "minmax" else (-2, -1)
+        lo = x.min(axis=axes, keepdims=True)
+        rng = x.max(axis=axes, keepdims=True) - lo
         out = np.where(rng > _EPS, (x - lo) / np.maximum(rng, _EPS), 0.0)
     elif method == "zscore":
         mu = x.mean(axis=-1, keepdims=True)
         sd = x.std(axis=-1, keepdims=True)
         out = np.where(sd > _EPS, (x - mu) / np.maximum(sd, _EPS), 0.0)
     else:
-        raise ValueError(f"unknown normalisation {method!r}; expected 'minmax' or 'zscore'")
+        raise ValueError(f"unknown normalisation {method!r}; expected 'minmax', 'minmax_record' or 'zscore'")
     return out.astype(np.float32, copy=False)
 
 
+# Canonical (schema.LEADS) rows -> MIMIC-IV-ECG's row order (aVF before aVL).
+MIMIC_ROWS = (0, 1, 2, 3, 5, 4, 6, 7, 8, 9, 10, 11)
+
+
 def prepare_ecg_batch(signals_mv: np.ndarray, fs_in: int, data_cfg: DataConfig) -> np.ndarray:
-    """[B, 12, L] mV at ``fs_in`` -> float32 [B, 12, data_cfg.n_samples], as training sees it."""
+    """[B, 12, L] mV at ``fs_in``, leads in the canonical order -> float32
+    [B, 12, data_cfg.n_samples] in ``data_cfg.lead_order``, as training sees it."""
     x = resample(np.asarray(signals_mv, dtype=np.float32), fs_in, data_cfg.fs)
     x = fit_length(x, data_cfg.n_samples)
     x = np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
-    return normalize(x, data_cfg.normalize)
+    x = normalize(x, data_cfg.normalize)
+    return np.ascontiguousarray(x[..., MIMIC_ROWS, :]) if data_cfg.lead_order == "mimic" else x
 
 
 def _column(batch: Mapping[str, Any], name: str) -> list:

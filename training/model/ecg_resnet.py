@@ -1,11 +1,17 @@
-"""1-D ResNet ECG encoders (ResNet18/34/50/101) with attention pooling, as in MERL."""
+"""1-D ResNet ECG encoders (ResNet18/34/50/101): the ``merl-ray`` variant and the reference's.
+
+Blocks and stage layout are MERL's. ``ResNet1d`` (``model.arch: merl-ray``) adds a max-pool
+to the stem and pools the raw last-stage features with a mean-query attention head.
+``PaperResNet1d`` (``model.arch: paper``) is the reference: no stem max-pool (313 time steps
+at 5000 samples), a 1x1 conv down to the embedding size, then a learned-query attention pool.
+"""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from merl.training.model.heads import AttentionPool1d
+from merl.training.model.heads import AttentionPool1d, QueryAttentionPool1d
 
 
 class BasicBlock1d(nn.Module):
@@ -65,18 +71,18 @@ class ResNet1d(nn.Module):
     """12-lead ECG [B, 12, L] -> (attention-pooled [B, C], average-pooled [B, C]).
 
     The attention-pooled vector feeds the cross-modal head, the average-pooled one the
-    uni-modal dropout views (MERL's split).
+    uni-modal dropout views (MERL's split). ``maxpool=False, pool=False`` gives the bare
+    trunk of :class:`PaperResNet1d` (``features`` only).
     """
 
-    def __init__(self, name: str = "resnet18", width: int = 64, in_leads: int = 12):
+    def __init__(self, name: str = "resnet18", width: int = 64, in_leads: int = 12,
+                 maxpool: bool = True, pool: bool = True):
         super().__init__()
         block, layers = DEPTHS[name]
-        self.stem = nn.Sequential(
-            nn.Conv1d(in_leads, width, 7, 2, 3, bias=False),
-            nn.BatchNorm1d(width),
-            nn.ReLU(inplace=True),
-            nn.MaxPool1d(3, 2, 1),
-        )
+        stem = [nn.Conv1d(in_leads, width, 7, 2, 3, bias=False), nn.BatchNorm1d(width), nn.ReLU(inplace=True)]
+        if maxpool:
+            stem.append(nn.MaxPool1d(3, 2, 1))
+        self.stem = nn.Sequential(*stem)
         stages, cin = [], width
         for i, n in enumerate(layers):
             planes = width * 2**i
@@ -87,8 +93,43 @@ class ResNet1d(nn.Module):
             stages.append(nn.Sequential(*blocks))
         self.stages = nn.Sequential(*stages)
         self.out_dim = cin
-        self.pool = AttentionPool1d(cin, num_heads=8 if cin % 8 == 0 else 1)
+        self.pool = AttentionPool1d(cin, num_heads=8 if cin % 8 == 0 else 1) if pool else None
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Last-stage feature map [B, C, T]."""
+        return self.stages(self.stem(x))
+
+    def probe_features(self, x: torch.Tensor) -> torch.Tensor:
+        """What linear probing reads: the attention-pooled features (``merl-ray``)."""
+        return self(x)[0]
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        feats = self.stages(self.stem(x))  # [B, C, T]
+        feats = self.features(x)  # [B, C, T]
+        return self.pool(feats), feats.mean(dim=-1)
+
+
+class PaperResNet1d(nn.Module):
+    """The reference's ResNet tower: ECG [B, 12, L] -> (embedding [B, D], average-pooled [B, D]).
+
+    ``backbone`` (stem without max-pool) -> 1x1 ``downconv`` to ``dim`` -> the learned-query
+    attention pool (4 heads) + output linear gives the cross-modal embedding directly (no
+    further projection MLP); the time average of the ``downconv`` output feeds the uni-modal
+    views. Linear probing reads the time average of the backbone's own features.
+    """
+
+    projected = True  # forward()[0] already is the cross-modal embedding
+
+    def __init__(self, name: str = "resnet18", width: int = 64, in_leads: int = 12, dim: int = 256,
+                 num_heads: int = 4, n_pos: int = 313):
+        super().__init__()
+        self.backbone = ResNet1d(name, width, in_leads, maxpool=False, pool=False)
+        self.downconv = nn.Conv1d(self.backbone.out_dim, dim, 1)
+        self.pool = QueryAttentionPool1d(dim, num_heads=num_heads, n_pos=n_pos)
+        self.out_dim = dim
+
+    def probe_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.backbone.features(x).mean(dim=-1)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        feats = self.downconv(self.backbone.features(x))  # [B, D, T]
         return self.pool(feats), feats.mean(dim=-1)

@@ -1,4 +1,9 @@
-"""1-D ViT ECG encoders (tiny/small/middle/base): patches along time, learned positions."""
+"""1-D ViT ECG encoders (tiny/small/middle/base): patches along time, learned positions.
+
+Sizes are the reference's (depth 12 for every size; heads x 64 = width). ``model.arch:
+merl-ray`` prepends a CLS token and reads it out; ``paper`` (the reference) has no CLS token,
+no patch-embedding bias, and reads out LayerNorm(mean of the patch tokens).
+"""
 
 from __future__ import annotations
 
@@ -7,24 +12,32 @@ from torch import nn
 
 from merl.training.model.heads import interpolate_pos
 
-# (embed dim, depth, heads, mlp ratio): MERL's sizes.
+# (embed dim, depth, heads, mlp ratio): the reference's sizes.
 SIZES = {
     "vit_tiny": (192, 12, 3, 4),
     "vit_small": (384, 12, 6, 4),
-    "vit_middle": (512, 8, 8, 4),
+    "vit_middle": (512, 12, 8, 4),
     "vit_base": (768, 12, 12, 4),
 }
 
 
 class ViT1d(nn.Module):
-    """12-lead ECG [B, 12, L] -> (CLS token [B, C], mean of patch tokens [B, C])."""
+    """12-lead ECG [B, 12, L] -> (pooled [B, C], mean of patch tokens [B, C]).
 
-    def __init__(self, name: str = "vit_tiny", patch_size: int = 50, in_leads: int = 12, n_pos: int = 100):
+    ``cls_token=True`` (merl-ray): pooled = the CLS token after the final LayerNorm.
+    ``cls_token=False`` (paper): both outputs are LayerNorm(mean of the patch tokens), which
+    feeds the projection head and the uni-modal views alike, as in the reference.
+    Pre-norm blocks (``nn.TransformerEncoderLayer``, GELU); ``n_pos`` positions (100 = 5000
+    samples / patch 50) are interpolated for other lengths.
+    """
+
+    def __init__(self, name: str = "vit_tiny", patch_size: int = 50, in_leads: int = 12, n_pos: int = 100,
+                 cls_token: bool = True, patch_bias: bool = True):
         super().__init__()
         dim, depth, heads, ratio = SIZES[name]
-        self.patch = nn.Conv1d(in_leads, dim, patch_size, patch_size)
-        self.cls = nn.Parameter(torch.zeros(1, 1, dim))
-        self.pos = nn.Parameter(torch.randn(n_pos + 1, dim) * 0.02)
+        self.patch = nn.Conv1d(in_leads, dim, patch_size, patch_size, bias=patch_bias)
+        self.cls = nn.Parameter(torch.zeros(1, 1, dim)) if cls_token else None
+        self.pos = nn.Parameter(torch.randn(n_pos + int(cls_token), dim) * 0.02)
         layer = nn.TransformerEncoderLayer(
             dim, heads, dim * ratio, dropout=0.0, activation="gelu", batch_first=True, norm_first=True
         )
@@ -32,8 +45,16 @@ class ViT1d(nn.Module):
         self.norm = nn.LayerNorm(dim)
         self.out_dim = dim
 
+    def probe_features(self, x: torch.Tensor) -> torch.Tensor:
+        """What linear probing reads: the pooled output (CLS, or the reference's mean + LayerNorm)."""
+        return self(x)[0]
+
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         tokens = self.patch(x).transpose(1, 2)  # [B, T, C]
+        if self.cls is None:
+            tokens = tokens + interpolate_pos(self.pos, tokens.shape[1])
+            pooled = self.norm(self.blocks(tokens).mean(dim=1))
+            return pooled, pooled
         pos = torch.cat([self.pos[:1], interpolate_pos(self.pos[1:], tokens.shape[1])], dim=0)
         tokens = torch.cat([self.cls.expand(tokens.shape[0], -1, -1), tokens], dim=1) + pos
         tokens = self.norm(self.blocks(tokens))

@@ -1,4 +1,4 @@
-"""The MERL dual encoder: ECG tower + text tower + projection heads + learnable temperature."""
+"""The MERL dual encoder: ECG tower + text tower + projection heads + temperature."""
 
 from __future__ import annotations
 
@@ -22,17 +22,27 @@ class MERLModel(nn.Module):
 
     ``forward`` also returns the two dropout views of the (average-pooled) ECG features
     used by the uni-modal alignment loss, and the current logit scale.
+
+    ``arch="paper"`` lays the heads out as the reference does: an ECG tower whose pooled
+    output already is the embedding (its ResNet) needs no projection MLP; otherwise the MLP
+    ends in BatchNorm (its ViT); the uni-modal views have no bias.
     """
 
     def __init__(self, ecg_encoder: nn.Module, text_encoder: nn.Module, proj_dim: int, proj_hidden: int,
-                 dropout: float, temperature: float = 0.07, learnable_temperature: bool = True):
+                 dropout: float, temperature: float = 0.07, learnable_temperature: bool = True,
+                 arch: str = "merl-ray"):
         super().__init__()
+        paper = arch == "paper"
+        self.arch = arch
         self.ecg_encoder = ecg_encoder
         self.text_encoder = text_encoder
-        self.ecg_proj = ECGProjection(ecg_encoder.out_dim, proj_hidden, proj_dim)
+        if getattr(ecg_encoder, "projected", False):
+            self.ecg_proj = nn.Identity()
+        else:
+            self.ecg_proj = ECGProjection(ecg_encoder.out_dim, proj_hidden, proj_dim, final_bn=paper)
         self.text_proj = TextProjection(text_encoder.out_dim, proj_hidden, proj_dim)
-        self.view1 = DropoutView(ecg_encoder.out_dim, proj_dim, dropout)
-        self.view2 = DropoutView(ecg_encoder.out_dim, proj_dim, dropout)
+        self.view1 = DropoutView(ecg_encoder.out_dim, proj_dim, dropout, bias=not paper)
+        self.view2 = DropoutView(ecg_encoder.out_dim, proj_dim, dropout, bias=not paper)
         self.logit_scale = nn.Parameter(
             torch.tensor([math.log(1.0 / temperature)]), requires_grad=learnable_temperature
         )
@@ -45,6 +55,10 @@ class MERLModel(nn.Module):
     def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, normalize: bool = False) -> torch.Tensor:
         z = self.text_proj(self.text_encoder(input_ids, attention_mask))
         return _unit(z) if normalize else z
+
+    def probe_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Frozen-encoder features for linear probing (before any projection head)."""
+        return self.ecg_encoder.probe_features(x)
 
     def forward(self, ecg: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> dict[str, torch.Tensor]:
         pooled, avg = self.ecg_encoder(ecg)

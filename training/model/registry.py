@@ -4,21 +4,28 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from merl.training.model.ecg_resnet import DEPTHS, ResNet1d
+from merl.training.model.ecg_resnet import DEPTHS, PaperResNet1d, ResNet1d
 from merl.training.model.ecg_vit import SIZES, ViT1d
 
 if TYPE_CHECKING:
+    from torch import nn
+
     from merl.training.config import LossConfig, ModelConfig
     from merl.training.model.merl import MERLModel
 
 ECG_ENCODERS: tuple[str, ...] = (*DEPTHS, *SIZES)
+ARCHS: tuple[str, ...] = ("merl-ray", "paper")
 
 
-def build_ecg_encoder(name: str, width: int = 64):
+def build_ecg_encoder(name: str, width: int = 64, arch: str = "merl-ray", proj_dim: int = 256) -> nn.Module:
+    """The ECG tower ``name`` in ``arch`` (``paper``'s ResNet pools to ``proj_dim`` itself)."""
+    if arch not in ARCHS:
+        raise ValueError(f"unknown model arch {arch!r}; choose one of {', '.join(ARCHS)}")
+    paper = arch == "paper"
     if name in DEPTHS:
-        return ResNet1d(name, width=width)
+        return PaperResNet1d(name, width=width, dim=proj_dim) if paper else ResNet1d(name, width=width)
     if name in SIZES:
-        return ViT1d(name)
+        return ViT1d(name, cls_token=not paper, patch_bias=not paper)
     raise ValueError(f"unknown ECG encoder {name!r}; choose one of {', '.join(ECG_ENCODERS)}")
 
 
@@ -32,11 +39,13 @@ def build_model(model_cfg: ModelConfig, loss_cfg: LossConfig | None = None, *,
 
     loss_cfg = loss_cfg or LossConfig()
     return MERLModel(
-        build_ecg_encoder(model_cfg.ecg_encoder, model_cfg.width),
-        TextEncoder(model_cfg.text_model, model_cfg.freeze_text_layers, config_only=not pretrained_text),
+        build_ecg_encoder(model_cfg.ecg_encoder, model_cfg.width, model_cfg.arch, model_cfg.proj_dim),
+        TextEncoder(model_cfg.text_model, model_cfg.freeze_text_layers, config_only=not pretrained_text,
+                    pooling=model_cfg.text_pooling),
         proj_dim=model_cfg.proj_dim,
         proj_hidden=model_cfg.proj_hidden,
         dropout=model_cfg.dropout,
         temperature=loss_cfg.temperature,
         learnable_temperature=loss_cfg.learnable,
+        arch=model_cfg.arch,
     )

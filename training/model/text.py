@@ -1,8 +1,10 @@
-"""The text tower: any Hugging Face encoder by name or local path, mean-pooled, partly frozen."""
+"""The text tower: any Hugging Face encoder by name or local path, pooled, partly or wholly frozen."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from typing import Literal
 
 import torch
 from torch import nn
@@ -10,6 +12,8 @@ from torch import nn
 from merl.core.textmodel import resolve_text_model
 
 log = logging.getLogger(__name__)
+
+FreezeSpec = int | Literal["all"]
 
 
 def _layer_list(model: nn.Module, n_layers: int) -> nn.ModuleList | None:
@@ -21,13 +25,19 @@ def _layer_list(model: nn.Module, n_layers: int) -> nn.ModuleList | None:
 
 
 class TextEncoder(nn.Module):
-    """Report text -> mean-pooled hidden state [B, H]; embeddings + first N layers frozen.
+    """Report text -> [B, H]: ``pooling="mean"`` (mean of the last hidden state over the
+    attention mask) or ``"pooler"`` (the model's pooler output, e.g. BERT's tanh(dense(CLS)),
+    as the reference reads MedCPT).
 
-    Freezing the bottom of a pretrained clinical/biomedical encoder keeps its vocabulary
-    knowledge and makes each step cheaper (no grads below the first trainable layer).
+    ``freeze_layers=N`` freezes the embeddings + first N layers: it keeps a pretrained
+    clinical/biomedical encoder's vocabulary knowledge and makes each step cheaper.
+    ``"all"`` freezes the whole model (pooler included) and runs it without autograd, as the
+    reference does; only the projection head above it trains. Dropout still follows
+    train/eval mode, as in the reference (its frozen LM stays in train mode while training).
     """
 
-    def __init__(self, name_or_path: str | None = None, freeze_layers: int = 0, config_only: bool = False):
+    def __init__(self, name_or_path: str | None = None, freeze_layers: FreezeSpec = 0, config_only: bool = False,
+                 pooling: Literal["mean", "pooler"] = "mean"):
         super().__init__()
         from transformers import AutoConfig, AutoModel
 
@@ -37,10 +47,18 @@ class TextEncoder(nn.Module):
         else:
             self.model = AutoModel.from_pretrained(path)
         self.out_dim = int(self.model.config.hidden_size)
+        self.pooling = pooling
         pooler = getattr(self.model, "pooler", None)
-        if pooler is not None:  # unused (we mean-pool); frozen so DDP sees no param without grad
+        if pooling == "pooler" and pooler is None:
+            raise ValueError(f"text model {name_or_path!r} ({type(self.model).__name__}) has no pooler; "
+                             "use model.text_pooling=mean")
+        if pooling == "mean" and pooler is not None:  # unused: frozen so DDP sees no param without grad
             pooler.requires_grad_(False)
-        self.freeze(freeze_layers)
+        self.frozen = freeze_layers == "all"
+        if self.frozen:
+            self.model.requires_grad_(False)
+        else:
+            self.freeze(int(freeze_layers))
 
     def freeze(self, n: int) -> None:
         if n <= 0:
@@ -59,6 +77,10 @@ class TextEncoder(nn.Module):
         log.debug("froze embeddings + %d/%d text layers", min(n, n_layers), n_layers)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        hidden = self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        with torch.no_grad() if self.frozen else contextlib.nullcontext():
+            out = self.model(input_ids=input_ids, attention_mask=attention_mask)
+        if self.pooling == "pooler":
+            return out.pooler_output
+        hidden = out.last_hidden_state
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
         return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp_min(1.0)
