@@ -24,10 +24,11 @@ def shared_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def ray_local():
-    """One embedded 2-CPU Ray cluster per test process."""
+    """One embedded 2-CPU Ray cluster per test process, with the dashboard (state API) that Ray
+    Train's placement-group cleaner needs to free the workers of a stopped Tune trial."""
     from merl.core.raysession import ensure_ray
 
-    ray = ensure_ray(num_cpus=2)
+    ray = ensure_ray(num_cpus=2, dashboard=True)
     yield ray
     ray.shutdown()
 

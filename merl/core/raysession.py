@@ -80,13 +80,16 @@ def runtime_env_for(runtime_env: dict[str, Any] | None = None,
     return runtime_env or None
 
 
-def ensure_ray(address: str | None = None, num_cpus: int | None = None, **init_kwargs):
+def ensure_ray(address: str | None = None, num_cpus: int | None = None, dashboard: bool = False, **init_kwargs):
     """Initialise Ray once per process and return the ``ray`` module.
 
     ``address="auto"`` / ``"ray://host:10001"`` / ``"host:6379"`` connects to a running one.
     ``address=None`` means: ``RAY_ADDRESS`` if set (as inside a submitted Ray Job), else the
     address given to :func:`set_defaults` (the CLI passes ``ray_config.yaml``'s), else an embedded local cluster with ``num_cpus``
-    CPUs (default: the configured ``local.num_cpus``, else all cores).
+    CPUs (default: the configured ``local.num_cpus``, else all cores). ``dashboard`` starts the
+    local cluster's dashboard, which serves the state API: Ray Train's placement-group cleaner
+    needs it to free the workers of a run whose controller was killed (a Tune trial stopped
+    early by ASHA, paused by PBT, or interrupted).
     """
     import ray
 
@@ -97,7 +100,7 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None, **init_k
         num_cpus = num_cpus or configured_cpus
     env.disable_ray_telemetry()
     kwargs = dict(
-        include_dashboard=False,
+        include_dashboard=dashboard,
         log_to_driver=True,
         configure_logging=False,
         runtime_env=runtime_env_for(init_kwargs.pop("runtime_env", None)),
@@ -115,6 +118,35 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None, **init_k
             ) from None
         log.info("connected to Ray cluster at %s", address)
     else:
-        ray.init(num_cpus=num_cpus or os.cpu_count() or 1, **kwargs)
+        _init_local(ray, num_cpus or os.cpu_count() or 1, kwargs)
         log.info("started embedded local Ray cluster (%s CPUs)", num_cpus or os.cpu_count())
     return ray
+
+
+def _init_local(ray, num_cpus: int, kwargs: dict[str, Any]) -> None:
+    """Start an embedded cluster on a port chosen here, and tell its workers that address.
+
+    Ray helpers inside the cluster that look it up without an address (Ray Train's
+    placement-group cleaner, through the state API) otherwise scan the host and fail when
+    other Ray clusters run there ("Found multiple active Ray instances"): the workers of a
+    stopped Tune trial then keep their CPUs. ``RAY_ADDRESS`` in the workers' environment
+    names this cluster; the driver's own environment is left alone.
+    """
+    import socket
+
+    from ray.util import get_node_ip_address
+
+    with socket.socket() as sock:
+        sock.bind(("", 0))
+        port = sock.getsockname()[1]
+    runtime_env = dict(kwargs.get("runtime_env") or {})
+    runtime_env["env_vars"] = {"RAY_ADDRESS": f"{get_node_ip_address()}:{port}", **runtime_env.get("env_vars", {})}
+    previous = os.environ.get("RAY_GCS_SERVER_PORT")
+    os.environ["RAY_GCS_SERVER_PORT"] = str(port)  # read by ray.init when it starts the GCS
+    try:
+        ray.init(num_cpus=num_cpus, **{**kwargs, "runtime_env": runtime_env})
+    finally:
+        if previous is None:
+            os.environ.pop("RAY_GCS_SERVER_PORT", None)
+        else:
+            os.environ["RAY_GCS_SERVER_PORT"] = previous
