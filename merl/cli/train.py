@@ -35,12 +35,14 @@ def train_cmd(
 
 
 def write_run_summary(result) -> dict:
-    """``<run>/result.json``: latest and best checkpoint (by the score Ray Train ranks) + final metrics.
+    """``<run>/result.json``: latest and best checkpoint (by the score Ray Train ranks), final
+    metrics and the run's tracking run; also attached to that run (MLflow/W&B).
 
     `merl export --run RUN` reads it, so users need not look up checkpoint folder names."""
     from merl.core.io import atomic_write_text
     from merl.core.uri import is_uri, local_path
     from merl.training.loop import SCORE
+    from merl.training.tracking import load_record, log_artifacts
 
     best = max(result.best_checkpoints or [], key=lambda cm: cm[1].get(SCORE, float("-inf")), default=None)
     summary = {
@@ -49,34 +51,86 @@ def write_run_summary(result) -> dict:
         "best_checkpoint": best[0].path if best else (result.checkpoint.path if result.checkpoint else None),
         "best_score": best[1].get(SCORE) if best else None,
         "metrics": {k: v for k, v in (result.metrics or {}).items() if isinstance(v, (int, float))},
+        "tracking": load_record(result.path),
     }
     if not is_uri(result.path):
-        atomic_write_text(Path(local_path(result.path)) / "result.json", json.dumps(summary, indent=2))
+        path = Path(local_path(result.path)) / "result.json"
+        atomic_write_text(path, json.dumps(summary, indent=2))
+        _log_artifact(summary["tracking"], path, log_artifacts)
     return summary
+
+
+def _log_artifact(record, path: Path, log_artifacts) -> None:
+    """A file or folder attached to the run's tracking run; a tracking failure is a warning."""
+    import logging
+    import shutil
+    import tempfile
+
+    if not record:
+        return
+    with tempfile.TemporaryDirectory(prefix="merl-artifact-") as tmp:
+        if path.is_dir():
+            src, name = str(path), path.name
+        else:
+            shutil.copy2(path, Path(tmp) / path.name)
+            src, name = tmp, ""
+        try:
+            log_artifacts(record, src, name)
+        except Exception as e:  # noqa: BLE001 - MLflow/W&B errors vary; the file itself is written
+            logging.getLogger(__name__).warning("could not log %s to the tracking run: %s", path, e)
 
 
 def export_cmd(
     out: Path = typer.Option(..., "--out", help="Bundle folder to write."),
-    checkpoint: Optional[Path] = typer.Option(
-        None, "--checkpoint", help="A training checkpoint folder (checkpoint_stepNNNNNNNN)."
+    checkpoint: Optional[str] = typer.Option(
+        None, "--checkpoint", help="A training checkpoint folder or URI (checkpoint_stepNNNNNNNN)."
     ),
     run: Optional[Path] = typer.Option(
         None, "--run", help="A finished run folder: exports its best checkpoint (from result.json)."
     ),
+    tune_run: Optional[str] = typer.Option(
+        None, "--tune-run", help="A finished search (runs/tune/NAME): exports the best trial's best checkpoint "
+        "(from best.json)."
+    ),
 ) -> None:
-    """Turn a training checkpoint into a self-contained inference bundle (loads offline)."""
-    from merl.training.export import export_checkpoint
+    """Turn a training checkpoint into a self-contained inference bundle (loads offline).
 
-    if bool(checkpoint) == bool(run):
-        raise ConfigError("give exactly one of --checkpoint or --run")
+    With --run or --tune-run the bundle is also attached to that run's (the winning trial's)
+    MLflow / W&B run as artifact ``bundle/``, when one is recorded.
+    """
+    import tempfile
+
+    from merl.core.uri import is_uri, join, read_text
+    from merl.training.checkpoint import fetch_checkpoint
+    from merl.training.export import export_checkpoint
+    from merl.training.tracking import log_artifacts
+
+    if sum(x is not None for x in (checkpoint, run, tune_run)) != 1:
+        raise ConfigError("give exactly one of --checkpoint, --run or --tune-run")
+    record = None
     if run is not None:
         summary_path = run / "result.json"
         if not summary_path.is_file():
             raise FileNotFoundError(f"{summary_path} not found: is {run} a finished `merl train` run?")
-        checkpoint = Path(json.loads(summary_path.read_text())["best_checkpoint"])
-    if not checkpoint.is_dir():
-        raise FileNotFoundError(f"checkpoint folder not found: {checkpoint}")
-    typer.echo(f"wrote {export_checkpoint(checkpoint, out)}")
+        summary = json.loads(summary_path.read_text())
+        checkpoint, record = summary["best_checkpoint"], summary.get("tracking")
+    elif tune_run is not None:
+        text = read_text(join(tune_run, "best.json"))
+        if text is None:
+            raise FileNotFoundError(f"{join(tune_run, 'best.json')} not found: is {tune_run} a finished `merl tune` "
+                                    "search (<storage_path>/<name>)?")
+        best = json.loads(text)
+        if not best.get("checkpoint"):
+            raise FileNotFoundError(f"{tune_run}/best.json records no checkpoint for trial {best.get('trial_id')}")
+        checkpoint, record = best["checkpoint"], best.get("tracking")
+    with tempfile.TemporaryDirectory(prefix="merl-export-") as scratch:
+        local = fetch_checkpoint(checkpoint, scratch) if is_uri(checkpoint) else checkpoint
+        if not Path(local).is_dir():
+            raise FileNotFoundError(f"checkpoint folder not found: {checkpoint}")
+        bundle = export_checkpoint(local, out)
+    typer.echo(f"wrote {bundle}")
+    if record:
+        _log_artifact(record, Path(bundle), lambda rec, src, _name: log_artifacts(rec, src, "bundle"))
 
 
 def classify_cmd(

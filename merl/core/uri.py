@@ -83,3 +83,44 @@ def filesystem(path: str | os.PathLike) -> tuple[pyarrow.fs.FileSystem, str]:
     if is_uri(path):
         return pafs.FileSystem.from_uri(str(path))
     return pafs.LocalFileSystem(), local_path(path)
+
+
+def exists(path: str | os.PathLike) -> bool:
+    """A file or folder at ``path`` (local or URI)."""
+    import pyarrow.fs as pafs
+
+    fs, p = filesystem(path)
+    return fs.get_file_info(p).type != pafs.FileType.NotFound
+
+
+def read_text(path: str | os.PathLike) -> str | None:
+    """The text of a file (local or URI); None when there is none."""
+    fs, p = filesystem(path)
+    try:
+        with fs.open_input_stream(p) as fh:
+            return fh.read().decode("utf-8")
+    except (FileNotFoundError, OSError):
+        return None
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    """Write a small file: atomically on local disk, as one object on remote storage."""
+    if not is_uri(path):
+        from merl.core.io import atomic_write_text
+
+        atomic_write_text(local_path(path), text)
+        return
+    fs, p = filesystem(path)
+    fs.create_dir(p.rsplit("/", 1)[0], recursive=True)
+    with fs.open_output_stream(p) as fh:
+        fh.write(text.encode("utf-8"))
+
+
+def copy_dir(src: str | os.PathLike, dest: str | os.PathLike) -> None:
+    """Copy a folder's files between any two locations (local paths or URIs), overwriting."""
+    import pyarrow.fs as pafs
+
+    src_fs, s = filesystem(src)
+    dest_fs, d = filesystem(dest)
+    dest_fs.create_dir(d, recursive=True)
+    pafs.copy_files(s, d, source_filesystem=src_fs, destination_filesystem=dest_fs)
