@@ -72,8 +72,8 @@ def tune(
     num_cpus: Optional[int] = typer.Option(None, "--num-cpus", help="CPUs of the embedded local cluster."),
     resume: bool = typer.Option(False, "--resume", help="Continue the interrupted search <storage_path>/<name> "
                                 "(finished trials are kept, unfinished and errored ones continue)."),
-    overrides: list[str] = typer.Argument(None, help="key=value overrides (YAML values), e.g. num_samples=8 "
-                                          "searcher=optuna 'base_overrides=[train.epochs=2]'."),
+    overrides: list[str] = typer.Argument(None, help="key=value overrides (YAML values, lists too), e.g. "
+                                          "num_samples=8 searcher=optuna search.optim.lr.high=1e-2 tracking=none."),
 ) -> None:
     """Hyperparameter search (temperature, projection sizes, lr, uni-modal loss weight) with Ray Tune.
 
@@ -94,6 +94,8 @@ def tune(
         typer.secho(str(e), fg="yellow", err=True)
         raise typer.Exit(130) from None
     console = Console()
+    if not console.is_terminal:
+        console = Console(width=160)  # a log file: no terminal width to respect, keep the table whole
     console.print(tune_table(cfg, outcome))
     console.print(f"best: {outcome.best_params} -> {cfg.metric} {outcome.best_score:.4f}")
     console.print(f"best config: {outcome.best_config_path}")
@@ -103,22 +105,28 @@ def tune(
 
 
 def tune_table(cfg, outcome):
-    """One row per trial: its sampled parameters, best metric and validations run."""
+    """One row per trial: its parameters, best metric and validations run (short headers:
+    the last part of each key when that is unique, so six parameters fit a terminal)."""
     import math
 
     from rich.table import Table
 
+    keys = list(outcome.rows[0]["params"] if outcome.rows else cfg.search)
+    tails = [k.rsplit(".", 1)[-1] for k in keys]
+    headers = tails if len(set(tails)) == len(tails) else keys
+    errors = any(r["error"] for r in outcome.rows)
     table = Table(title=f"Tune {cfg.name}: {cfg.metric} ({cfg.mode}), {cfg.searcher} search, {cfg.scheduler}")
-    table.add_column("trial")
-    for key in (outcome.rows[0]["params"] if outcome.rows else cfg.search):
-        table.add_column(key, justify="right")
-    table.add_column(f"best {cfg.metric}", justify="right")
-    table.add_column("validations", justify="right")
-    table.add_column("error")
+    table.add_column("trial", no_wrap=True)
+    for header in headers:
+        table.add_column(header, justify="right")
+    table.add_column("best", justify="right", no_wrap=True)
+    table.add_column("val.", justify="right", no_wrap=True)
+    if errors:
+        table.add_column("error")
     for row in sorted(outcome.rows, key=lambda r: r["trial"]):
-        vals = [f"{v:.4g}" if isinstance(v, float) else str(v) for v in row["params"].values()]
+        vals = [f"{v:.3g}" if isinstance(v, float) else str(v) for v in row["params"].values()]
         best = "-" if not math.isfinite(row["best"]) else f"{row['best']:.4f}"
-        table.add_row(row["trial"], *vals, best, str(row["iterations"]), row["error"][:60])
+        table.add_row(row["trial"], *vals, best, str(row["iterations"]), *([row["error"][:60]] if errors else []))
     return table
 
 
