@@ -63,7 +63,8 @@ def s3():
 
 @pytest.fixture(scope="session")
 def ray_local():
-    """One embedded 2-CPU Ray cluster per test process."""
+    """One embedded 2-CPU Ray cluster per test process, with the dashboard (state API) that Ray
+    Train's placement-group cleaner needs to free the workers of a stopped Tune trial."""
     from merl.core.raysession import ensure_ray
 
     ray = ensure_ray(num_cpus=2)

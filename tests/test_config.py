@@ -59,3 +59,21 @@ def test_bad_files(tmp_path):
         load_config(Cfg, bad)
     with pytest.raises(ConfigError, match="key=value"):
         load_config(Cfg, None, ["workers"])
+
+
+def test_list_values_with_nested_brackets():
+    """A list of overrides as one value: YAML cannot read `[a=[x], b=1]` as a flow sequence."""
+    out = apply_overrides({}, ["base_overrides=[eval.tasks=[a, b], eval.shards={a: d}, train.epochs=2]",
+                               'quoted=["x=[1]", "y, z"]', "plain=[1, 2]", "broken=[a=[1, b]"])
+    assert out["base_overrides"] == ["eval.tasks=[a, b]", "eval.shards={a: d}", "train.epochs=2"]
+    assert out["quoted"] == ["x=[1]", "y, z"] and out["plain"] == [1, 2]
+    assert out["broken"] == "[a=[1, b]"  # unbalanced: kept as typed, for validation to report
+
+
+def test_dotted_keys_of_a_mapping():
+    """Mappings keyed by dotted names (a search space) take overrides aimed inside an entry."""
+    data = {"search": {"loss.temperature": {"low": 0.1}}}
+    out = apply_overrides(data, ["search.loss.temperature.low=0.01", "search.optim.lr.low=1e-4"])
+    assert out["search"]["loss.temperature"] == {"low": 0.01}
+    assert out["search"]["optim"] == {"lr": {"low": 1e-4}}  # new keys nest; the schema flattens them
+    assert data["search"]["loss.temperature"] == {"low": 0.1}  # the input is not modified

@@ -29,6 +29,7 @@ def tiny_cfg(shards: Path, storage: Path, **sections) -> TrainConfig:
         "data": {"train_shards": str(shards), "batch_size": 16, "fs": 100, "n_samples": 200},
         "train": {"epochs": 1, "num_workers": 2, "backend": "ddp", "log_every": 4, "cpus_per_worker": 0.5},
         "checkpoint": {"storage_path": str(storage), "every_n_steps": 0, "keep": 3},
+        "tracking": "none",  # MLflow end to end: tests/test_tracking.py
     }
     for key, values in sections.items():
         data[key] = {**data.get(key, {}), **values}

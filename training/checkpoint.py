@@ -283,3 +283,8 @@ def load_latest_valid(candidates: list[str], scratch: str) -> LoadedCheckpoint |
         except (CorruptCheckpoint, OSError, RuntimeError, ValueError) as e:
             log.warning("skipping checkpoint %s: %s", c, e)
     return None
+
+
+def fetch_checkpoint(uri_or_path: str, scratch: str) -> str:
+    """A local folder holding the checkpoint at ``uri_or_path`` (remote ones downloaded into ``scratch``)."""
+    return _materialise(uri_or_path, scratch)

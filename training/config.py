@@ -128,6 +128,27 @@ class EvalSection(StrictModel):
         return self
 
 
+class TrackingConfig(StrictModel):
+    """Experiment tracking of a run (``merl train``) or a search (``merl tune``).
+
+    MLflow by default, in an embedded local store (no server): ``uri`` a folder holding an
+    SQLite database and the artifacts (``mlflow ui --backend-store-uri sqlite:///runs/mlruns/mlflow.db``).
+    Any MLflow tracking URI (``http://host:5000``, ``databricks``, ``sqlite:///...``) logs to
+    that server instead. ``wandb`` needs the ``wandb`` package and its login.
+    """
+
+    backend: Literal["mlflow", "wandb", "none"] = Field("mlflow", description="mlflow | wandb | none")
+    uri: str = Field("runs/mlruns", description="MLflow: a folder (embedded store) or a tracking URI")
+    experiment: str | None = Field(None, description="MLflow experiment / W&B project (default: merl-train, "
+                                                     "or the search's name for merl tune)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, data: Any) -> Any:
+        """``tracking: none`` (or ``tracking=none`` on the command line) = ``tracking: {backend: none}``."""
+        return {"backend": data} if isinstance(data, str) else data
+
+
 class TrainConfig(StrictModel):
     model: ModelConfig = Field(default_factory=ModelConfig)
     data: DataConfig = Field(default_factory=DataConfig)
@@ -136,6 +157,7 @@ class TrainConfig(StrictModel):
     train: RunConfigSection = Field(default_factory=RunConfigSection)
     checkpoint: CheckpointSection = Field(default_factory=CheckpointSection)
     eval: EvalSection = Field(default_factory=EvalSection)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
 
 
 REFERENCE_TEXT_MODEL = "ncbi/MedCPT-Query-Encoder"

@@ -395,8 +395,9 @@ def _maybe_test_crash(hook: dict | None, rank: int, step: int) -> None:
     os._exit(1)
 
 
-def _resume(run_dir: str | None, scratch: str) -> LoadedCheckpoint | None:
-    """Latest valid checkpoint: Ray's latest reported one, else scan the run folder."""
+def _resume(run_dir: str | None, scratch: str, init_checkpoint: str | None = None) -> LoadedCheckpoint | None:
+    """Latest valid checkpoint: Ray's latest reported one, else scan the run folder, else
+    ``init_checkpoint`` (where a new run starts from, e.g. the one PBT hands a Tune trial)."""
     import ray.train
 
     candidates = []
@@ -406,7 +407,36 @@ def _resume(run_dir: str | None, scratch: str) -> LoadedCheckpoint | None:
                           else ckpt.to_directory(os.path.join(scratch, "ray_latest")))
     if run_dir:
         candidates += [c for c in list_checkpoints(run_dir) if c not in candidates]
+    if init_checkpoint and init_checkpoint not in candidates:
+        candidates.append(init_checkpoint)
     return load_latest_valid(candidates, scratch) if candidates else None
+
+
+def apply_config_hparams(model: torch.nn.Module, cfg: TrainConfig, saved: dict | None) -> None:
+    """Weights restored from a checkpoint trained with another initial temperature (PBT's
+    explore step, or a user's edit) restart the logit scale at this config's value; a plain
+    resume, with the same config, keeps the learned one."""
+    old = (saved or {}).get("loss", {}).get("temperature")
+    if old is not None and not math.isclose(old, cfg.loss.temperature):
+        with torch.no_grad():
+            model.logit_scale.fill_(math.log(1.0 / cfg.loss.temperature))
+        log.info("temperature %.4g -> %.4g (config changed since the checkpoint)", old, cfg.loss.temperature)
+
+
+def apply_config_lr(stepper: Stepper, cfg: TrainConfig, saved: dict | None) -> None:
+    """After the optimizer and scheduler state load, the config's learning rate wins over the
+    checkpoint's (the schedule keeps its position): PBT mutates ``optim.lr`` between runs."""
+    old = (saved or {}).get("optim", {}).get("lr")
+    if old is None or math.isclose(old, cfg.optim.lr):
+        return
+    sched = stepper.scheduler
+    sched.base_lrs = [cfg.optim.lr for _ in sched.base_lrs]
+    sched.lr_lambdas = [lr_lambda(cfg.optim) for _ in sched.lr_lambdas]  # its floor is eta_min / lr
+    factor = sched.lr_lambdas[0](max(sched.last_epoch, 0))
+    for group in sched.optimizer.param_groups:
+        group["initial_lr"] = cfg.optim.lr
+        group["lr"] = cfg.optim.lr * factor
+    log.info("learning rate %.4g -> %.4g (config changed since the checkpoint)", old, cfg.optim.lr)
 
 
 def _all_gather_objects(obj: Any) -> list[Any]:
@@ -494,22 +524,26 @@ class _Worker:
     n_last: int = 0
 
 
-def restore(cfg: TrainConfig, run_dir: str | None, rank: int, world: int, device) -> tuple[Stepper, TrainState]:
-    """Model, backend and TrainState, continued from the run's latest valid checkpoint if any.
+def restore(cfg: TrainConfig, run_dir: str | None, rank: int, world: int, device,
+            init_checkpoint: str | None = None) -> tuple[Stepper, TrainState]:
+    """Model, backend and TrainState, continued from the run's latest valid checkpoint if any
+    (else from ``init_checkpoint``).
 
     Weights (and buffers) load before the backend wraps the model (DeepSpeed partitions
     them in its engine); optimizer state after, into what the backend built. The LR
     schedule always comes from ``scheduler.pt`` and is applied to the optimizer at once, so
     the first step after a resume uses the LR the uninterrupted run would have. Reseeding
-    by step makes a resumed run draw as the uninterrupted one would have.
+    by step makes a resumed run draw as the uninterrupted one would have. Temperature and
+    learning rate follow this config when the checkpoint's differ (PBT's explore step).
     """
     scratch = tempfile.mkdtemp(prefix="merl-ckpt-")
-    resumed = _resume(run_dir, scratch)
+    resumed = _resume(run_dir, scratch, init_checkpoint)
     model = build_model(cfg.model, cfg.loss)
     state = TrainState(seed=cfg.train.seed, backend=cfg.train.backend, world_size=world,
                        zero_stage=cfg.train.zero_stage if cfg.train.backend == "deepspeed" else 0)
     if resumed is not None:
         model.load_state_dict(resumed.weights)
+        apply_config_hparams(model, cfg, resumed.config)
         state.epoch, state.step = resumed.state.epoch, resumed.state.step
         state.batch_in_epoch, state.samples_seen = resumed.state.batch_in_epoch, resumed.state.samples_seen
         state.best_score = resumed.state.best_score
@@ -522,6 +556,7 @@ def restore(cfg: TrainConfig, run_dir: str | None, rank: int, world: int, device
             stepper.scheduler.load_state_dict(resumed.scheduler)
             for group, lr in zip(stepper.optimizer.param_groups, stepper.scheduler.get_last_lr()):
                 group["lr"] = lr
+        apply_config_lr(stepper, cfg, resumed.config)
         if rank == 0:
             log.info("resumed from %s at epoch %d step %d (lr %.3g; saved by %d %s ranks, now %d)", resumed.path,
                      state.epoch, state.step, stepper.lr(), resumed.state.world_size, resumed.state.backend, world)
@@ -652,7 +687,8 @@ def validate_epoch(w: _Worker, val_shard) -> dict[str, float]:
 
 
 def train_loop_per_worker(config: dict) -> None:
-    """Ray Train entry point. ``config``: {"cfg": TrainConfig as dict, "run_dir": str, "test_crash_once": ...}."""
+    """Ray Train entry point. ``config``: {"cfg": TrainConfig as dict, "run_dir": str, "init_checkpoint":
+    str | None, "tracking": the tracking record or None, "test_crash_once": ...}."""
     import ray.train
     import ray.train.torch
 
@@ -665,8 +701,8 @@ def train_loop_per_worker(config: dict) -> None:
     torch.set_num_threads(max(1, int(cfg.train.cpus_per_worker)))
     seed_everything(cfg.train.seed, rank)
 
-    stepper, state = restore(cfg, run_dir, rank, world, device)
-    w = _Worker(cfg, rank, world, device, stepper, state, MetricsLogger(run_dir, rank),
+    stepper, state = restore(cfg, run_dir, rank, world, device, config.get("init_checkpoint"))
+    w = _Worker(cfg, rank, world, device, stepper, state, MetricsLogger(run_dir, rank, config.get("tracking")),
                 Collate(pad_id_for(cfg.model.text_model)), crash_hook=config.get("test_crash_once"))
     loss_fn = MERLLoss(cfg.loss.weight_clip, cfg.loss.weight_uni)
     train_shard = ray.train.get_dataset_shard("train")

@@ -4,7 +4,10 @@ Reused by ``merl train`` and by Ray Tune (``training/tune.py`` calls ``fit`` wit
 configs). Re-running with the same storage path + name resumes from the run's latest valid
 checkpoint; worker failures restart the worker group from it (``max_failures``).
 Storage may be a local folder or a URI (``s3://bucket/runs``): Ray Train writes checkpoints
-there itself through pyarrow.
+there itself through pyarrow. A new run
+may start from another run's checkpoint (``init_checkpoint``: what PBT hands a trial).
+The run's experiment-tracking run (MLflow by default) is opened here, on the driver, and
+recorded in the run folder, so resumes and restarts log to the same one.
 """
 
 from __future__ import annotations
@@ -100,15 +103,17 @@ def build_trainer(cfg: TrainConfig, *, storage_path: str | None = None, name: st
 
 def fit(cfg: TrainConfig, *, storage_path: str | None = None, name: str = "merl-pretrain",
         address: str | None = None, resume: bool = True, extra_callbacks: list | None = None,
-        loop_config_extra: dict[str, Any] | None = None):
+        loop_config_extra: dict[str, Any] | None = None, init_checkpoint: str | None = None):
     """Train MERL on Ray; returns the ``ray.train.Result`` (``.checkpoint``, ``.metrics``, ``.best_checkpoints``).
 
     ``storage_path`` defaults to ``cfg.checkpoint.storage_path``; the run lives in
     ``<storage_path>/<name>``. ``resume=False`` never continues an existing run: a fresh
-    name with a timestamp suffix is used instead.
+    name with a timestamp suffix is used instead. ``init_checkpoint`` (a checkpoint folder
+    or URI) is where the run starts when it has no checkpoint of its own yet.
     """
     from merl.core.raysession import ensure_ray
     from merl.training.data.manifest import read_manifest
+    from merl.training.tracking import end_run, start_run
 
     read_manifest(cfg.data.train_shards)  # a missing/unprepared shard folder fails before Ray starts
     storage = resolve_storage(storage_path or cfg.checkpoint.storage_path)
@@ -116,10 +121,17 @@ def fit(cfg: TrainConfig, *, storage_path: str | None = None, name: str = "merl-
         name = f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
         log.info("resume=False and the run exists: starting a new run %s", name)
     cfg = with_absolute_paths(cfg)
+    tracking = start_run(cfg.tracking, run_dir_for(storage, name), name, cfg.model_dump(mode="json"))
     ensure_ray(address)
     trainer = build_trainer(cfg, storage_path=storage, name=name, extra_callbacks=extra_callbacks,
-                            loop_config_extra=loop_config_extra)
-    result = trainer.fit()
+                            loop_config_extra={**(loop_config_extra or {}), "init_checkpoint": init_checkpoint,
+                                               "tracking": tracking})
+    try:
+        result = trainer.fit()
+    except BaseException:
+        end_run(tracking, failed=True)
+        raise
+    end_run(tracking, failed=result.error is not None)
     log.info("run finished: %s (latest checkpoint %s)", run_dir_for(storage, name),
              result.checkpoint.path if result.checkpoint else None)
     return result

@@ -70,42 +70,63 @@ def tune(
     address: Optional[str] = typer.Option(None, "--address", help="Ray cluster address (auto, host:6379, "
                                           "ray://host:10001); default: an embedded local cluster."),
     num_cpus: Optional[int] = typer.Option(None, "--num-cpus", help="CPUs of the embedded local cluster."),
-    overrides: list[str] = typer.Argument(None, help="key=value overrides, e.g. num_samples=8 asha.grace_period=2."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the interrupted search <storage_path>/<name> "
+                                "(finished trials are kept, unfinished and errored ones continue)."),
+    overrides: list[str] = typer.Argument(None, help="key=value overrides (YAML values, lists too), e.g. "
+                                          "num_samples=8 searcher=optuna search.optim.lr.high=1e-2 tracking=none."),
 ) -> None:
-    """Hyperparameter search (temperature, projection sizes, lr, ...) with Ray Tune + ASHA.
+    """Hyperparameter search (temperature, projection sizes, lr, uni-modal loss weight) with Ray Tune.
 
-    Each trial is a full Ray Train pretraining run scored by its zero-shot validation AUC.
-    Prints one row per trial and writes the best trial's config YAML.
+    Each trial is a full Ray Train pretraining run scored by its zero-shot validation AUC;
+    random, Optuna TPE or grid search, with ASHA early stopping or PBT. Prints one row per
+    trial and writes, beside Tune's state, trials.csv, best_config.yaml, best.json (the
+    winner's checkpoint, for `merl export --tune-run`) and two plots. Ctrl-C stops the
+    search cleanly; `--resume` continues it.
     """
     from rich.console import Console
 
-    from merl.training.tune import load_tune_config, run_tune
+    from merl.training.tune import TuneInterrupted, load_tune_config, run_tune
 
     cfg = load_tune_config(config, overrides or [])
-    outcome = run_tune(cfg, address=address, num_cpus=num_cpus)
+    try:
+        outcome = run_tune(cfg, address=address, num_cpus=num_cpus, resume=resume)
+    except TuneInterrupted as e:
+        typer.secho(str(e), fg="yellow", err=True)
+        raise typer.Exit(130) from None
     console = Console()
+    if not console.is_terminal:
+        console = Console(width=160)  # a log file: no terminal width to respect, keep the table whole
     console.print(tune_table(cfg, outcome))
     console.print(f"best: {outcome.best_params} -> {cfg.metric} {outcome.best_score:.4f}")
     console.print(f"best config: {outcome.best_config_path}")
+    console.print(f"best checkpoint: {outcome.best['checkpoint']}  (merl export --tune-run {outcome.experiment_path} "
+                  "--out model/)")
+    console.print("files: " + ", ".join(outcome.files.values()))
 
 
 def tune_table(cfg, outcome):
-    """One row per trial: its sampled parameters, best metric and validations run."""
+    """One row per trial: its parameters, best metric and validations run (short headers:
+    the last part of each key when that is unique, so six parameters fit a terminal)."""
     import math
 
     from rich.table import Table
 
-    table = Table(title=f"Tune {cfg.name}: {cfg.metric} ({cfg.mode})")
-    table.add_column("trial")
-    for key in cfg.search:
-        table.add_column(key, justify="right")
-    table.add_column(f"best {cfg.metric}", justify="right")
-    table.add_column("validations", justify="right")
-    table.add_column("error")
+    keys = list(outcome.rows[0]["params"] if outcome.rows else cfg.search)
+    tails = [k.rsplit(".", 1)[-1] for k in keys]
+    headers = tails if len(set(tails)) == len(tails) else keys
+    errors = any(r["error"] for r in outcome.rows)
+    table = Table(title=f"Tune {cfg.name}: {cfg.metric} ({cfg.mode}), {cfg.searcher} search, {cfg.scheduler}")
+    table.add_column("trial", no_wrap=True)
+    for header in headers:
+        table.add_column(header, justify="right")
+    table.add_column("best", justify="right", no_wrap=True)
+    table.add_column("val.", justify="right", no_wrap=True)
+    if errors:
+        table.add_column("error")
     for row in sorted(outcome.rows, key=lambda r: r["trial"]):
-        vals = [f"{v:.4g}" if isinstance(v, float) else str(v) for v in row["params"].values()]
+        vals = [f"{v:.3g}" if isinstance(v, float) else str(v) for v in row["params"].values()]
         best = "-" if not math.isfinite(row["best"]) else f"{row['best']:.4f}"
-        table.add_row(row["trial"], *vals, best, str(row["iterations"]), row["error"][:60])
+        table.add_row(row["trial"], *vals, best, str(row["iterations"]), *([row["error"][:60]] if errors else []))
     return table
 
 

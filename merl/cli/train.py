@@ -51,13 +51,15 @@ def _warn_relative_storage_in_job(storage_path: str) -> None:
 
 
 def write_run_summary(result, storage_path: str | None = None) -> dict:
-    """``<run>/result.json``: latest and best checkpoint (by the score Ray Train ranks) + final metrics.
+    """``<run>/result.json``: latest and best checkpoint (by the score Ray Train ranks), final
+    metrics and the run's tracking run; also attached to that run (MLflow/W&B).
 
     `merl export --run RUN` reads it, so users need not look up checkpoint folder names.
     ``storage_path``: the run's storage; for a URI, Ray's in-filesystem paths become URIs."""
     from merl.core.io import atomic_write_text
-    from merl.core.uri import join
+    from merl.core.uri import is_uri, join, local_path
     from merl.training.loop import SCORE
+    from merl.training.tracking import load_record, log_artifacts
     from merl.training.trainer import storage_location
 
     def where(path: str | None) -> str | None:
@@ -71,8 +73,32 @@ def write_run_summary(result, storage_path: str | None = None) -> dict:
         "best_score": best[1].get(SCORE) if best else None,
         "metrics": {k: v for k, v in (result.metrics or {}).items() if isinstance(v, (int, float))},
     }
-    atomic_write_text(join(summary["run_dir"], "result.json"), json.dumps(summary, indent=2))
+    summary["tracking"] = load_record(summary["run_dir"])
+    path = join(summary["run_dir"], "result.json")
+    atomic_write_text(path, json.dumps(summary, indent=2))
+    if not is_uri(path):
+        _log_artifact(summary["tracking"], Path(local_path(path)), log_artifacts)
     return summary
+
+
+def _log_artifact(record, path: Path, log_artifacts) -> None:
+    """A file or folder attached to the run's tracking run; a tracking failure is a warning."""
+    import logging
+    import shutil
+    import tempfile
+
+    if not record:
+        return
+    with tempfile.TemporaryDirectory(prefix="merl-artifact-") as tmp:
+        if path.is_dir():
+            src, name = str(path), path.name
+        else:
+            shutil.copy2(path, Path(tmp) / path.name)
+            src, name = tmp, ""
+        try:
+            log_artifacts(record, src, name)
+        except Exception as e:  # noqa: BLE001 - MLflow/W&B errors vary; the file itself is written
+            logging.getLogger(__name__).warning("could not log %s to the tracking run: %s", path, e)
 
 
 def export_cmd(
@@ -83,22 +109,46 @@ def export_cmd(
     run: Optional[str] = typer.Option(
         None, "--run", help="A finished run folder (local or a URI): exports its best checkpoint (from result.json)."
     ),
+    tune_run: Optional[str] = typer.Option(
+        None, "--tune-run", help="A finished search (runs/tune/NAME): exports the best trial's best checkpoint "
+        "(from best.json)."
+    ),
 ) -> None:
-    """Turn a training checkpoint into a self-contained inference bundle (loads offline)."""
-    from merl.core.io import is_dir, is_file, read_text
-    from merl.core.uri import join
-    from merl.training.export import export_checkpoint
+    """Turn a training checkpoint into a self-contained inference bundle (loads offline).
 
-    if bool(checkpoint) == bool(run):
-        raise ConfigError("give exactly one of --checkpoint or --run")
+    With --run or --tune-run the bundle is also attached to that run's (the winning trial's)
+    MLflow / W&B run as artifact ``bundle/``, when one is recorded.
+    """
+
+    from merl.core.io import is_dir, is_file, read_text
+    from merl.core.uri import is_uri, join, local_path
+    from merl.training.export import export_checkpoint
+    from merl.training.tracking import log_artifacts
+
+    if sum(x is not None for x in (checkpoint, run, tune_run)) != 1:
+        raise ConfigError("give exactly one of --checkpoint, --run or --tune-run")
+    record = None
     if run is not None:
         summary_path = join(run, "result.json")
         if not is_file(summary_path):
             raise FileNotFoundError(f"{summary_path} not found: is {run} a finished `merl train` run?")
-        checkpoint = json.loads(read_text(summary_path))["best_checkpoint"]
+        summary = json.loads(read_text(summary_path))
+        checkpoint, record = summary["best_checkpoint"], summary.get("tracking")
+    elif tune_run is not None:
+        text = read_text(join(tune_run, "best.json")) if is_file(join(tune_run, "best.json")) else None
+        if text is None:
+            raise FileNotFoundError(f"{join(tune_run, 'best.json')} not found: is {tune_run} a finished `merl tune` "
+                                    "search (<storage_path>/<name>)?")
+        best = json.loads(text)
+        if not best.get("checkpoint"):
+            raise FileNotFoundError(f"{tune_run}/best.json records no checkpoint for trial {best.get('trial_id')}")
+        checkpoint, record = best["checkpoint"], best.get("tracking")
     if not checkpoint or not is_dir(checkpoint):
         raise FileNotFoundError(f"checkpoint folder not found: {checkpoint}")
-    typer.echo(f"wrote {export_checkpoint(checkpoint, out)}")
+    bundle = export_checkpoint(checkpoint, out)
+    typer.echo(f"wrote {bundle}")
+    if record and not is_uri(str(bundle)):
+        _log_artifact(record, Path(local_path(str(bundle))), lambda rec, src, _name: log_artifacts(rec, src, "bundle"))
 
 
 def import_reference_cmd(

@@ -8,6 +8,7 @@ place a YAML file plus CLI overrides become a validated object; failures raise
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -28,37 +29,96 @@ class ConfigError(ValueError):
     """An invalid config: the message is meant to be shown to the user as is."""
 
 
+def parse_value(raw: str) -> Any:
+    """A command-line value as YAML (``3``, ``true``, ``[a, b]``, ``{k: v}``, and ``1e-4`` as a
+    float); a list YAML cannot read as one flow sequence (``[eval.tasks=[a], x=1]``: nested
+    brackets) is split at its top-level commas, ``key=value`` items kept as strings and others
+    read alone; anything else unreadable stays the string it was typed as."""
+    text = raw.strip()
+    if not text:
+        return ""
+    try:
+        value = yaml.safe_load(text)
+        return float(value) if isinstance(value, str) and _EXP_FLOAT.match(value) else value
+    except yaml.YAMLError:
+        pass
+    if text.startswith("[") and text.endswith("]"):
+        items = _split_top_level(text[1:-1])
+        if items is not None:
+            return [i.strip() if _OVERRIDE.match(i.strip()) else parse_value(i) for i in items if i.strip()]
+    return raw
+
+
+_EXP_FLOAT = re.compile(r"^[-+]?\d+(\.\d*)?[eE][-+]?\d+$")  # 1e-4: a string to YAML 1.1, a float to users
+_OVERRIDE = re.compile(r"^[A-Za-z_][\w.-]*=")  # an item that is itself a key=value override stays a string
+
+
+def _split_top_level(text: str) -> list[str] | None:
+    """``a=[1, 2], b={x: 1}`` -> ["a=[1, 2]", "b={x: 1}"]; None when brackets or quotes do not balance."""
+    items, depth, quote, start = [], 0, "", 0
+    for i, ch in enumerate(text):
+        if quote:
+            quote = "" if ch == quote else quote
+        elif ch in "'\"":
+            quote = ch
+        elif ch in "[{":
+            depth += 1
+        elif ch in "]}":
+            depth -= 1
+            if depth < 0:
+                return None
+        elif ch == "," and depth == 0:
+            items.append(text[start:i])
+            start = i + 1
+    if depth or quote:
+        return None
+    return [*items, text[start:]]
+
+
 def parse_override(item: str) -> tuple[list[str], Any]:
-    """``a.b.c=value`` -> (["a", "b", "c"], value); the value is parsed as YAML scalar/list."""
+    """``a.b.c=value`` -> (["a", "b", "c"], value); the value is parsed by :func:`parse_value`."""
     if "=" not in item:
         raise ConfigError(f"override {item!r} is not of the form key=value (e.g. train.lr=3e-4)")
     key, raw = item.split("=", 1)
     key = key.strip()
     if not key:
         raise ConfigError(f"override {item!r} has an empty key")
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
-        value = raw
-    return key.split("."), value
+    return key.split("."), parse_value(raw)
+
+
+def _next_key(node: dict[str, Any], parts: list[str]) -> int:
+    """How many of ``parts`` name the next key: the longest dotted run that is already a key
+    (mappings keyed by dotted names, e.g. a search space's ``loss.temperature``), else one."""
+    for n in range(len(parts), 1, -1):
+        if ".".join(parts[:n]) in node:
+            return n
+    return 1
 
 
 def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
-    """Return a copy of ``data`` with dotted ``key=value`` overrides applied."""
+    """Return a copy of ``data`` with dotted ``key=value`` overrides applied.
+
+    A key segment may itself contain dots when the mapping already has that key:
+    ``search.loss.temperature.low=0.01`` edits the ``loss.temperature`` entry of ``search``.
+    """
     import copy
 
     out = copy.deepcopy(data)
     for item in overrides:
         path, value = parse_override(item)
         node = out
-        for part in path[:-1]:
-            nxt = node.get(part)
+        while True:
+            n = _next_key(node, path)
+            key, path = ".".join(path[:n]), path[n:]
+            if not path:
+                node[key] = value
+                break
+            nxt = node.get(key)
             if nxt is None:
-                nxt = node[part] = {}
+                nxt = node[key] = {}
             if not isinstance(nxt, dict):
-                raise ConfigError(f"override {item!r}: {part!r} is not a section")
+                raise ConfigError(f"override {item!r}: {key!r} is not a section")
             node = nxt
-        node[path[-1]] = value
     return out
 
 

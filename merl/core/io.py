@@ -145,6 +145,14 @@ def read_text(path: str | os.PathLike, encoding: str = "utf-8") -> str:
     return read_bytes(path).decode(encoding)
 
 
+def read_text_if_exists(path: str | os.PathLike, encoding: str = "utf-8") -> str | None:
+    """The file's text, or None when there is none (a record a run may not have written yet)."""
+    try:
+        return read_text(path, encoding)
+    except FileNotFoundError:
+        return None
+
+
 def listdir(path: str | os.PathLike, pattern: str | None = None) -> list[str]:
     """Names of the entries directly in folder ``path`` (sorted; optionally ``fnmatch``-filtered); [] if absent."""
     import pyarrow.fs as pafs
@@ -226,6 +234,16 @@ def upload_dir(src: str | os.PathLike, uri: str, last: Iterable[str] = (), prune
             remove(join(uri, rel))
     for rel in [f for f in files if f not in last] + last:
         _put_file(src / rel, join(uri, rel))
+
+
+def copy_dir(src: str | os.PathLike, dest: str | os.PathLike) -> None:
+    """Copy a folder's files between any two locations (local paths or URIs), overwriting."""
+    import pyarrow.fs as pafs
+
+    src_fs, s = filesystem(src)
+    dest_fs, d = filesystem(dest)
+    dest_fs.create_dir(d, recursive=True)
+    pafs.copy_files(s, d, source_filesystem=src_fs, destination_filesystem=dest_fs)
 
 
 def download_dir(uri: str, dest: str | os.PathLike) -> Path:

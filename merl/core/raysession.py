@@ -152,3 +152,4 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None, **init_k
         raise RaySessionError(f"starting the embedded local Ray cluster failed ({type(e).__name__}): {_one_line(e)}") from e
     log.info("started embedded local Ray cluster (%s CPUs, dashboard http://127.0.0.1:%s)", cpus, port)
     return ray
+

@@ -83,3 +83,4 @@ def filesystem(path: str | os.PathLike) -> tuple[pyarrow.fs.FileSystem, str]:
     if is_uri(path):
         return pafs.FileSystem.from_uri(str(path))
     return pafs.LocalFileSystem(), local_path(path)
+
