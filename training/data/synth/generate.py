@@ -132,7 +132,9 @@ def generate_record(
     cset = set(conds)
     flags: dict = {"lvh_strain": "lvh" in cset and rng.random() < 0.6}
     mset = cset | ({"_lvh_strain"} if flags["lvh_strain"] else set())
-    person = Person.sample(rng)
+    age = float(age if age is not None else int(np.clip(rng.normal(62, 16), 18, 95)))
+    sex = sex if sex is not None else ("M" if rng.random() < 0.52 else "F")
+    person = Person.sample(rng, age, sex)
     normal = ventricular_template(mset, person, rng)
     tl = simulate(cset, person.pr_ms, duration_s, rng)
     n = int(round(duration_s * FS))
@@ -195,8 +197,8 @@ def generate_record(
         cpsc=L.cpsc_labels(conds),
         csn=csn,
         snomed=L.snomed_codes(csn),
-        age=float(age if age is not None else int(np.clip(rng.normal(62, 16), 18, 95))),
-        sex=sex if sex is not None else ("M" if rng.random() < 0.52 else "F"),
+        age=age,
+        sex=sex,
         patient_id=patient_id,
         measurements=measurements,
         heart_axis=L.heart_axis(measurements["qrs_axis"] if measurements["qrs_axis"] is not None else 60.0),
