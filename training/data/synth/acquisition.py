@@ -160,15 +160,29 @@ def _motion(n: int, fs: int, rng: np.random.Generator, count: int) -> tuple[np.n
 
 
 @cache
-def _filter_sos(fs: int, highpass: float, lowpass: float, notch: int) -> np.ndarray:
-    """Second-order sections of the acquisition filter (Butterworth band, optional notch)."""
-    from scipy import signal as ss
-
-    parts = [ss.butter(2, min(lowpass, 0.45 * fs), "lowpass", fs=fs, output="sos"),
-             ss.butter(1, highpass, "highpass", fs=fs, output="sos")]
+def _monitoring_gain(n_fft: int, fs: int, highpass: float, lowpass: float, notch: int) -> np.ndarray:
+    """Zero-phase power gain of the monitoring chain at the rfft bins: what ``sosfiltfilt``
+    of a 2nd-order Butterworth low-pass, a 1st-order high-pass and a Q=30 notch applies
+    (|H|^2 of each), computed in closed form so generation needs no scipy."""
+    f = np.fft.rfftfreq(n_fft, 1.0 / fs)
+    g = 1.0 / (1.0 + (f / lowpass) ** 4)
+    r = (f / highpass) ** 2
+    g *= r / (1.0 + r)
     if notch and notch < 0.45 * fs:
-        parts.append(ss.tf2sos(*ss.iirnotch(notch, 30.0, fs=fs)))
-    return np.vstack(parts)
+        d = (f ** 2 - notch ** 2) ** 2
+        g *= d / (d + (f * notch / 30.0) ** 2 + 1e-30)
+    g.setflags(write=False)
+    return g
+
+
+def _monitoring_filter(x: np.ndarray, acq: Acquisition) -> np.ndarray:
+    """Apply :func:`_monitoring_gain` by FFT, the record reflected by up to 1 s at each end
+    so the 0.5 Hz high-pass has no wrap-around transient."""
+    n = x.shape[1]
+    pad = min(n - 1, acq.fs)
+    xp = np.pad(x, ((0, 0), (pad, pad)), mode="reflect")
+    g = _monitoring_gain(xp.shape[1], acq.fs, acq.highpass_hz, acq.lowpass_hz, acq.notch_hz)
+    return np.fft.irfft(np.fft.rfft(xp, axis=1) * g, n=xp.shape[1], axis=1)[:, pad: pad + n]
 
 
 def record_chain(sig8: np.ndarray, fs: int, seed: int, realism: float = 1.0) -> Acquisition:
@@ -219,11 +233,7 @@ def digitize_chain(sig8: np.ndarray, acq: Acquisition) -> np.ndarray:
     the ADC: quantised to ``lsb_uv`` and clipped to the 16-bit range. Float32 mV on the LSB
     grid. (The diagnostic band needs no pass here: its 0.05 Hz high-pass changes a 10 s
     record by < 5% and its low-pass acted on the broadband noise in :func:`_emg`.)"""
-    x = sig8
-    if acq.monitoring:
-        from scipy import signal as ss
-
-        x = ss.sosfiltfilt(_filter_sos(acq.fs, acq.highpass_hz, acq.lowpass_hz, acq.notch_hz), sig8, axis=1)
+    x = _monitoring_filter(sig8, acq) if acq.monitoring else sig8
     lsb = acq.lsb_uv / 1000.0
     full = (2 ** (ADC_BITS - 1) - 1) * lsb
     return (np.round(np.clip(x, -full, full) / lsb) * lsb).astype(np.float32)
