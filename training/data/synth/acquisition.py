@@ -20,7 +20,7 @@ record's stream, so changing ``realism`` changes the chain but never the heart.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from functools import cache
+from functools import lru_cache
 
 import numpy as np
 
@@ -36,6 +36,7 @@ def to_leads(e9: np.ndarray) -> np.ndarray:
     """``TO_LEADS @ e9`` elementwise (a BLAS call on these shapes may start threads)."""
     wct = (e9[0] + e9[1] + e9[2]) / 3
     return np.vstack([e9[1] - e9[0], e9[2] - e9[0], e9[3:] - wct])
+
 
 # Chance per record of each occasional nuisance at realism=1 (scaled by ``realism``).
 RATES = {
@@ -65,7 +66,7 @@ class Acquisition:
     wander_mv: float  # median over leads of the wander's peak-to-peak
     mains_hz: int
     mains_uv: float  # hum amplitude in the most affected lead, before any notch
-    emg_uv: float  # muscle-noise RMS in the noisiest lead, before the acquisition filter
+    emg_uv: float  # muscle-noise RMS in the noisiest lead over 0-250 Hz, before any band-limit
     emg_bursts: int
     motion: int  # number of electrode motion artefacts
     motion_mv: float  # largest artefact amplitude at its electrode
@@ -159,7 +160,7 @@ def _motion(n: int, fs: int, rng: np.random.Generator, count: int) -> tuple[np.n
     return e, biggest
 
 
-@cache
+@lru_cache(maxsize=32)  # record lengths vary (CPSC: 6-60 s): bounded
 def _monitoring_gain(n_fft: int, fs: int, highpass: float, lowpass: float, notch: int) -> np.ndarray:
     """Zero-phase power gain of the monitoring chain at the rfft bins: what ``sosfiltfilt``
     of a 2nd-order Butterworth low-pass, a 1st-order high-pass and a Q=30 notch applies
