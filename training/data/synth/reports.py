@@ -152,8 +152,7 @@ SWEDISH = {  # PTB-XL's third language; a record uses it only if every finding h
 ENGLISH_PTBXL = {  # PTB-XL's narrative English (the machine statements are used otherwise)
     "lbbb": "left bundle branch block, this is most commonly due to    ischaemic heart disease",
     "lvh": "voltages are high in chest leads suggesting lvh",
-    "_lvh_strain": "left ventricular hypertrophy. st segments are depressed in i, avl, v5,6. this may be due to lv strain"
-                   " or ischaemia",
+    "_lvh_strain": "left ventricular hypertrophy with repolarisation abnormality, this may be due to lv strain",
     "st_depression_lateral": "st segments are depressed in i, avl, v5,6. this may be due to lv strain or ischaemia",
     "st_depression_inferolateral": "st segment depression in inferolateral leads suggests ischaemia or left"
                                    " ventricular strain",
@@ -297,7 +296,7 @@ def _with_criteria(text: str, c: str, m: dict, rng) -> str:
     return f"{text}|{'.' * int(rng.integers(3, 16))}{crit}"
 
 
-def _rhythm_head(conds, s, rhythm, style, rng, m, flags) -> str:
+def _rhythm_head(rhythm: str, style: str, rng: np.random.Generator, m: dict, flags: dict) -> str:
     hr = m.get("hr") or 0
     head = _phrase(rng, style, rhythm, RHYTHM[rhythm])
     if rhythm == "afib":
@@ -351,7 +350,7 @@ def compose(conds: list[str], rng: np.random.Generator, measurements: dict, flag
     style = names[int(rng.choice(len(names), p=list(STYLES.values())))]
     s = set(conds)
     rhythm = next(c for c in conds if c in RHYTHM)
-    out = [_rhythm_head(conds, s, rhythm, style, rng, measurements, flags)]
+    out = [_rhythm_head(rhythm, style, rng, measurements, flags)]
     joined = False
     for c in WITH:
         if c in s:
@@ -460,7 +459,7 @@ def _english_ptbxl(conds: list[str], rng: np.random.Generator, flags: dict) -> s
         if c == "acute_mi":
             continue
         key = "_lvh_strain" if c == "lvh" and flags.get("lvh_strain") else c
-        if key in ENGLISH_PTBXL and rng.random() < 0.6:
+        if key in ENGLISH_PTBXL and rng.random() < 0.6 and not (c in MI_SITE and "acute_mi" in conds):  # "old"
             parts.append(ENGLISH_PTBXL[key])
         elif c in MI_SITE:
             parts.append(_pick(rng, MI_ACUTE if "acute_mi" in conds else MI_OLD).format(s=MI_SITE[c]))
