@@ -40,6 +40,7 @@ class SynthSummary:
     seconds: float
     out: str
     seed: int = 0
+    realism: float = 1.0
     condition_counts: dict[str, int] = field(default_factory=dict)
     corrupt_kinds: dict[str, int] = field(default_factory=dict)
 
@@ -62,28 +63,32 @@ def _demographics(seed: int, pidx: int) -> tuple[float, str]:
     return float(int(np.clip(rng.normal(62, 16), 18, 95))), "M" if rng.random() < 0.52 else "F"
 
 
-def record_at(layout: str, seed: int, i: int) -> tuple[SynthRecord, np.random.Generator]:
-    """Record ``i`` of the corpus ``(layout, seed)`` exactly as :func:`synthesize` writes it,
-    with the writer's generator (ids, damage) positioned where the writer starts using it."""
+def record_at(layout: str, seed: int, i: int, realism: float = 1.0) -> tuple[SynthRecord, np.random.Generator]:
+    """Record ``i`` of the corpus ``(layout, seed, realism)`` exactly as :func:`synthesize`
+    writes it, with the writer's generator (ids, damage) positioned where the writer starts
+    using it."""
     writer = WRITERS[layout]()
     pidx = i // writer.records_per_patient
     age, sex = _demographics(seed, pidx)
     wrng = np.random.default_rng([seed, 2, i])
-    rec = generate_record(np.random.default_rng([seed, 0, i]), duration_s=writer.duration(wrng),
-                          age=age, sex=sex, patient_id=writer.patient_id(pidx), prior=writer.prior)
+    duration = writer.duration(wrng)
+    fs = writer.sampling_rate(wrng, realism)
+    rec = generate_record(np.random.default_rng([seed, 0, i]), duration_s=duration, age=age, sex=sex,
+                          patient_id=writer.patient_id(pidx), prior=writer.prior, fs=fs, realism=realism)
     return rec, wrng
 
 
 def _run_chunk(layout: str, root: str, seed: int, start: int, stop: int,
-               corrupt: dict[int, str]) -> list[tuple[Written, dict]]:
+               corrupt: dict[int, str], realism: float = 1.0) -> list[tuple[Written, dict]]:
     writer = WRITERS[layout]()
     out = []
     for i in range(start, stop):
-        rec, wrng = record_at(layout, seed, i)
+        rec, wrng = record_at(layout, seed, i, realism)
         w = writer.write(Path(root), i, rec, corrupt.get(i), wrng)
         truth = {"id": w.record_id, "path": w.path, "conditions": rec.conditions, "report": rec.report,
                  "scp": rec.scp, "cpsc": rec.cpsc, "csn": rec.csn, "snomed": rec.snomed,
-                 "nuisances": rec.nuisances}
+                 "nuisances": rec.nuisances, "fs": rec.fs, "age": rec.age, "sex": rec.sex,
+                 "acquisition": rec.acquisition, "report_style": rec.report_style}
         out.append((w, truth))
     return out
 
@@ -95,14 +100,20 @@ def synthesize(
     seed: int = 0,
     corrupt_fraction: float = 0.0,
     num_workers: int | None = None,
+    realism: float = 1.0,
 ) -> SynthSummary:
-    """Generate ``n`` synthetic records in ``layout`` (mimic | ptbxl | cpsc2018 | csn) under ``out``."""
+    """Generate ``n`` synthetic records in ``layout`` (mimic | ptbxl | cpsc2018 | csn) under ``out``.
+
+    ``realism`` scales the recording nuisances and sampling-rate variety (1: the default
+    mix, 0: clean diagnostic recordings at 500 Hz; see docs/synthetic.md)."""
     if layout not in WRITERS:
         raise ValueError(f"unknown layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
     if not 0.0 <= corrupt_fraction <= 1.0:
         raise ValueError(f"corrupt_fraction must be in [0, 1], got {corrupt_fraction}")
+    if realism < 0.0:
+        raise ValueError(f"realism must be >= 0, got {realism}")
     t0 = time.perf_counter()
     root = Path(out)
     root.mkdir(parents=True, exist_ok=True)
@@ -112,7 +123,7 @@ def synthesize(
     bounds = [(s, min(n, s + size)) for s in range(0, n, size)]
 
     def args(b):
-        return (layout, str(root), seed, b[0], b[1], {i: k for i, k in plan.items() if b[0] <= i < b[1]})
+        return (layout, str(root), seed, b[0], b[1], {i: k for i, k in plan.items() if b[0] <= i < b[1]}, realism)
 
     results: list[tuple[Written, dict]] = []
     from tqdm.auto import tqdm
@@ -140,7 +151,7 @@ def synthesize(
     atomic_write_text(root / "corrupt.json", json.dumps(corrupt, indent=1))
     summary = SynthSummary(
         layout=layout, n_records=n, n_corrupt=len(plan), bytes_written=nbytes + len(truth),
-        seconds=time.perf_counter() - t0, out=str(root), seed=seed,
+        seconds=time.perf_counter() - t0, out=str(root), seed=seed, realism=realism,
         condition_counts=dict(sorted(Counter(c for _, t in results for c in t["conditions"]).items())),
         corrupt_kinds=dict(Counter(plan.values())),
     )

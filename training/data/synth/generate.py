@@ -9,14 +9,23 @@ import numpy as np
 from merl.training.data.reports import clean_mimic_report
 
 from . import labels as L
+from .acquisition import (
+    PRECORDIAL,
+    apply_faults,
+    chain_events,
+    digitize_chain,
+    draw_faults,
+    misplace_high_v1v2,
+    record_chain,
+    technical_remarks,
+)
 from .conditions import order, sample_conditions
 from .morphology import Person, Template, ectopic_template, p_wave, ventricular_template
-from .noise import add_noise, atrial_baseline
-from .reports import ptbxl_report, raw_mimic, statements
+from .noise import atrial_baseline
+from .reports import compose, ptbxl_report, raw_mimic
 from .rhythm import CONDUCTED, ESCAPE_J, ESCAPE_V, PACED, PVC, Timeline, simulate
 from .waves import FS, QRS, T, U, Waves, limb_leads, render_waves
 
-PRECORDIAL = ("V1", "V2", "V3", "V4", "V5", "V6")
 # Class mix of the CPSC2018 training set (records per class, of 6,877): the CPSC layout
 # draws a class with these weights, then conditions from the general prior that carry it.
 CPSC_CLASS_COUNTS = {"NORM": 918, "AFIB": 1221, "1AVB": 722, "CLBBB": 236, "CRBBB": 1857, "PAC": 616,
@@ -62,7 +71,8 @@ class SynthRecord:
     measurements: dict[str, float | None]
     heart_axis: str
     nuisances: list[str] = field(default_factory=list)
-    noise: dict[str, float] = field(default_factory=dict)
+    report_style: str = ""  # cart-like statement style (reports.STYLES)
+    acquisition: dict = field(default_factory=dict)  # the recording chain (Acquisition.to_dict); {} if clean
 
 
 def _frontal_axis(w: Waves, groups: tuple[int, ...]) -> float | None:
@@ -117,13 +127,18 @@ def generate_record(
     patient_id: str = "",
     prior: str = "general",
     nuisance_rate: float = 0.01,
+    fs: int = FS,
+    realism: float = 1.0,
 ) -> SynthRecord:
     """Generate one record (pure: everything random comes from ``rng``).
 
     ``conditions`` fixes the findings (else drawn from ``prior``: ``general``, ``cpsc`` for
     the CPSC2018 class mix, ``csn`` for labelled records only). ``noise=False`` gives the
-    clean signal (for measuring morphology); ``nuisance_rate`` is the chance of each of an
-    arm-lead reversal and a detached chest electrode.
+    clean signal (for measuring morphology: no recording chain at all); ``nuisance_rate`` is
+    the chance of each electrode fault (arm or LA/LL reversal, swapped chest electrodes, V1-V2
+    placed high, a detached chest electrode); ``realism`` scales the rates of the occasional
+    recording nuisances (:data:`.acquisition.RATES`; 0: none of them); ``fs`` is the sampling
+    rate the record is rendered and acquired at.
     """
     if conditions is None:
         conds = draw_conditions(rng, prior)
@@ -132,34 +147,38 @@ def generate_record(
     cset = set(conds)
     flags: dict = {"lvh_strain": "lvh" in cset and rng.random() < 0.6}
     mset = cset | ({"_lvh_strain"} if flags["lvh_strain"] else set())
-    person = Person.sample(rng)
+    age = float(age if age is not None else int(np.clip(rng.normal(62, 16), 18, 95)))
+    sex = sex if sex is not None else ("M" if rng.random() < 0.52 else "F")
+    person = Person.sample(rng, age, sex)
     normal = ventricular_template(mset, person, rng)
     tl = simulate(cset, person.pr_ms, duration_s, rng)
-    n = int(round(duration_s * FS))
+    n = int(round(duration_s * fs))
     p_tmpl = p_wave(person, cset, rng)
     waves = _beats(tl, normal, (p_tmpl, p_wave(person, cset, rng, ectopic=True)), person, rng)
     keep = (waves.t > -1.0) & (waves.t < duration_s + 1.0)
-    sig8 = render_waves(waves.select(keep), person.leads, n)
+    # electrode faults and the recording chain draw from their own streams: switching
+    # them off or on never changes the heart (tests compare the two)
+    faults = draw_faults(rng, nuisance_rate)
+    chain_seed = int(rng.integers(2**62))
+    leads = person.leads
+    if "high_v1v2" in faults:
+        leads = misplace_high_v1v2(leads, np.random.default_rng([chain_seed, 9]))
+    sig8 = render_waves(waves.select(keep), leads, n, fs)
     if tl.atrial in ("af", "flutter"):
-        d, wave = atrial_baseline(tl.atrial, tl.atrial_rate, n, rng)
-        sig8 += np.outer(person.leads @ d, wave)
+        d, wave = atrial_baseline(tl.atrial, tl.atrial_rate, n, rng, fs)
+        sig8 += np.outer(leads @ d, wave)
 
-    nuisances: list[str] = []
-    noise_info: dict[str, float] = {}
-    if noise:
-        rep = add_noise(sig8, rng)
-        noise_info = {"baseline": rep.baseline, "hum_hz": rep.hum_hz, "emg": rep.emg, "burst": rep.burst}
-        flags["noisy"] = rep.baseline > 0.25 or rep.burst
-    if rng.random() < nuisance_rate:  # left/right arm electrodes swapped
-        sig8[1] = sig8[1] - sig8[0]
-        sig8[0] = -sig8[0]
-        flags["arm_reversal"] = True
-        nuisances.append("arm_lead_reversal")
-    if rng.random() < nuisance_rate:  # a chest electrode off: near-flat noise only
-        k = int(rng.integers(6))
-        sig8[2 + k] = rng.normal(0.0, 0.004, n)
-        flags["dead_lead"] = PRECORDIAL[k]
-        nuisances.append(f"lead_off:{PRECORDIAL[k]}")
+    acq = record_chain(sig8, fs, chain_seed, realism) if noise else None
+    nuisances = apply_faults(sig8, faults, np.random.default_rng([chain_seed, 10]))
+    if acq is not None:
+        sig8 = digitize_chain(sig8, acq)
+        nuisances += chain_events(acq)
+        flags["noise"] = technical_remarks(acq)
+        flags["mains_hz"] = acq.mains_hz
+    flags["arm_reversal"] = "arm_reversal" in faults
+    flags["precordial_swap"] = next((x.split(":")[1] for x in nuisances if x.startswith("precordial_swap")), None)
+    if "lead_off" in faults:
+        flags["dead_lead"] = PRECORDIAL[faults["lead_off"]]
     signal = limb_leads(sig8.astype(np.float32))
 
     in_rec = tl.v_on[(tl.v_on >= 0) & (tl.v_on < duration_s)]
@@ -181,25 +200,26 @@ def generate_record(
     }
     if "paced" in cset:
         measurements["qrs_axis"] = None
-    stmts = statements(conds, rng, hr, flags)
-    raw = raw_mimic(stmts, rng, acute="acute_mi" in cset)
+    rep = compose(conds, rng, measurements, flags)
+    raw = raw_mimic(rep.statements, rng, acute="acute_mi" in cset, style=rep.style)
     csn = L.csn_labels(conds, tl.escape)
     return SynthRecord(
         signal_mv=signal,
-        fs=FS,
+        fs=fs,
         conditions=conds,
         report=clean_mimic_report(raw),
         statements=raw,
-        ptbxl_report=ptbxl_report(conds, stmts, rng),
+        ptbxl_report=ptbxl_report(conds, rep.statements, rng, flags),
+        report_style=rep.style,
         scp=L.scp_codes(conds, rng),
         cpsc=L.cpsc_labels(conds),
         csn=csn,
         snomed=L.snomed_codes(csn),
-        age=float(age if age is not None else int(np.clip(rng.normal(62, 16), 18, 95))),
-        sex=sex if sex is not None else ("M" if rng.random() < 0.52 else "F"),
+        age=age,
+        sex=sex,
         patient_id=patient_id,
         measurements=measurements,
         heart_axis=L.heart_axis(measurements["qrs_axis"] if measurements["qrs_axis"] is not None else 60.0),
         nuisances=nuisances,
-        noise=noise_info,
+        acquisition=acq.to_dict() if acq is not None else {},
     )

@@ -45,19 +45,28 @@ class Person:
     p_amp: float
     pr_ms: float
     leads: np.ndarray  # (8, 3)
+    apex: float = 0.5  # early antero-apical LV force relative to the main force (R-wave progression)
 
     @staticmethod
-    def sample(rng: np.random.Generator) -> Person:
+    def sample(rng: np.random.Generator, age: float = 55.0, sex: str = "M") -> Person:
+        """A person of that age and sex: the population differences real ECGs show (men:
+        wider QRS, taller voltages; women: longer QTc, lower T; age: leftward axis, longer
+        PR, lower voltage) plus body habitus scaling every amplitude (chest wall, obesity)."""
+        male = sex == "M"
+        a = float(np.clip(age, 18, 95)) - 55.0
+        habitus = float(np.clip(rng.lognormal(0.0, 0.22), 0.6, 1.6))
+        volt = habitus * (1.1 if male else 0.94) * (1.0 - 0.004 * a)
         return Person(
-            axis=float(np.clip(rng.normal(45, 16), -10, 75)),
-            qrs_amp=float(rng.uniform(0.95, 1.7)),
+            axis=float(np.clip(rng.normal(45 - 0.35 * a, 16), -10, 75)),
+            qrs_amp=float(rng.uniform(0.8, 1.4) * volt),
             qrs_z=float(rng.uniform(-0.55, -0.3)),
-            qrs_ms=float(rng.uniform(80, 102)),
-            qtc_ms=float(rng.uniform(385, 440)),
-            t_amp=float(rng.uniform(0.25, 0.5)),
-            p_amp=float(rng.uniform(0.1, 0.19)),
-            pr_ms=float(rng.uniform(130, 190)),
+            qrs_ms=float(rng.uniform(80, 97) + (5.0 if male else 0.0)),
+            qtc_ms=float(np.clip(rng.uniform(380, 428) + (0.0 if male else 12.0) + 0.15 * a, 375, 450)),
+            t_amp=float(rng.uniform(0.25, 0.5) * habitus * (1.0 if male else 0.85) * (1.0 - 0.003 * a)),
+            p_amp=float(rng.uniform(0.1, 0.19) * min(habitus, 1.2)),
+            pr_ms=float(np.clip(rng.uniform(125, 180) + 0.3 * a, 120, 195)),
             leads=lead_matrix(rng),
+            apex=float(rng.uniform(0.35, 0.75)),
         )
 
 
@@ -99,13 +108,19 @@ def _st_waves(j: float, vec: np.ndarray) -> list:
     return [(j + 35.0, 30.0, 0.8 * vec, ST), (j + 95.0, 38.0, 0.7 * vec, ST)]
 
 
-def _normal_qrs(main: np.ndarray, amp: float) -> list:
-    """Normal activation: septum left-to-right, LV free wall along the axis, basal forces."""
+def _normal_qrs(main: np.ndarray, amp: float, axis: float, apex: float) -> list:
+    """Normal activation: septum left-to-right, LV free wall along the axis, basal forces,
+    and an early antero-apical force: the loop opens anteriorly before swinging posterior,
+    so V2-V4 see a tall R *and* a deep S (the large transition-lead swings of real ECGs)."""
     return [
         (14.0, 6.0, 0.22 * direction(165, 0.6), QRS),  # septal, left-to-right
-        (44.0, 11.0, amp * main, QRS),  # left-ventricular free wall
+        (46.0, 11.0, amp * main, QRS),  # left-ventricular free wall
         (72.0, 8.0, 0.33 * direction(-120, -0.5), QRS),  # basal terminal forces
+        (32.0, 9.0, apex * amp * direction(axis - 10, 0.55), QRS),  # antero-apical (index _APEX)
     ]
+
+
+_APEX = 3  # index of the antero-apical force in _normal_qrs
 
 
 def ventricular_template(conds: set[str], p: Person, rng: np.random.Generator) -> Template:
@@ -129,7 +144,7 @@ def ventricular_template(conds: set[str], p: Person, rng: np.random.Generator) -
         z = u(-0.8, -0.65)
     main = direction(axis, z)
     amp = p.qrs_amp
-    items = _normal_qrs(main, amp)
+    items = _normal_qrs(main, amp, axis, p.apex)
     target_qrs = p.qrs_ms
     t_vec = direction(axis - 10 + u(-15, 15), 0.35)
     t_amp = p.t_amp
@@ -174,7 +189,9 @@ def ventricular_template(conds: set[str], p: Person, rng: np.random.Generator) -
         items.append((-22.0, 16.0, u(0.35, 0.55) * pathway[int(rng.integers(len(pathway)))], QRS))
         target_qrs = None  # the delta wave widens it by itself
     if "rvh" in conds:
-        items[1] = (44.0, 11.0, 0.6 * amp * main, QRS)
+        items[1] = (46.0, 11.0, 0.6 * amp * main, QRS)
+        if len(items) > _APEX:
+            items[_APEX] = (32.0, 9.0, 0.3 * p.apex * amp * direction(axis - 10, 0.55), QRS)
         items.append((40.0, 12.0, u(0.9, 1.3) * direction(150, 0.75), QRS))  # tall R in V1
         if rng.random() < 0.6:
             extra_t.append(0.3 * direction(0, -0.85))  # right-ventricular strain
@@ -187,11 +204,13 @@ def ventricular_template(conds: set[str], p: Person, rng: np.random.Generator) -
         else:
             # necrosis: initial forces point away from the scar -> Q waves in the facing leads
             items[0] = (20.0, 11.0, u(0.35, 0.55) * (-terr), QRS)
-            if mi in ("mi_anterior", "mi_anteroseptal"):
+            if mi in ("mi_anterior", "mi_anteroseptal") and len(items) > _APEX:
+                items[_APEX] = (32.0, 9.0, 0.15 * p.apex * amp * direction(axis - 10, 0.55), QRS)  # lost R
                 items.append((30.0, 10.0, 0.35 * (-terr), QRS))
             if "acute_mi" in conds:
-                st_items.append(u(0.2, 0.45) * terr)  # injury current towards the territory
-                extra_t.append(0.2 * terr)  # hyperacute T
+                inj = float(np.clip(amp / 1.1, 0.6, 1.2))  # ST deviation scales with the voltage (ST/R)
+                st_items.append(inj * u(0.2, 0.45) * terr)  # injury current towards the territory
+                extra_t.append(inj * 0.2 * terr)  # hyperacute T
             else:
                 extra_t.append(-u(0.2, 0.35) * terr)  # evolved: T inversion over the scar
     if "lvh" in conds:
@@ -253,6 +272,15 @@ def ventricular_template(conds: set[str], p: Person, rng: np.random.Generator) -
         prec = np.ptp(sig[6:], axis=1).max()
         waves = waves.scaled((QRS,), amp=min(u(0.3, 0.46) / limb, 0.9 / prec))
         t_amp *= 0.5
+    if not conds & {"lvh", "rvh", "high_voltage", "low_voltage"}:
+        # habitus, age and sex scale voltages: a record without a voltage finding stays
+        # inside the normal range (no unlabelled Sokolow-Lyon LVH, high or low voltage)
+        sig = leads12(waves)
+        sokolow = -sig[_V1].min() + max(sig[_V5].max(), sig[_V6].max())
+        k = min(1.0, 3.3 / max(sokolow, 1e-3), 2.8 / max(np.abs(sig).max(), 1e-3))
+        k = max(k, 0.6 / max(np.ptp(sig[:6], axis=1).max(), 1e-3), 1.05 / max(np.ptp(sig[6:], axis=1).max(), 1e-3))
+        if k != 1.0:
+            waves = waves.scaled((QRS,), amp=k)
 
     qtc = p.qtc_ms
     if "long_qt" in conds:
@@ -283,7 +311,7 @@ def ectopic_template(p: Person, rng: np.random.Generator, kind: str) -> Template
         d1 = direction(u(50, 100), -0.6) if rv else direction(u(-120, -60), 0.7)
         d2 = direction(u(-20, 20), -0.4) if rv else direction(u(150, 200), 0.4)
         spike = []
-    amp = u(1.3, 2.0)
+    amp = u(1.5, 2.4) * p.qrs_amp / 1.1  # wide ectopic beats swing more than conducted ones
     items = [(40.0, 22.0, amp * d1, QRS), (100.0, 20.0, 0.45 * amp * d2, QRS)]
     waves = Waves.of(items)
     on, off = measure_qrs(waves, p.leads)

@@ -1,61 +1,13 @@
-"""Recording nuisances: baseline wander, powerline hum, EMG, atrial baselines, lead faults.
+"""Continuous atrial activity (AF f-waves, flutter sawtooth) added to the heart's signal.
 
-Noise is added to the eight independent leads only; the augmented/limb leads are derived
-afterwards, as an electrocardiograph does, so Einthoven/Goldberger stay exact.
+The recording nuisances (wander, mains, EMG, motion, filters, ADC) are in :mod:`.acquisition`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import numpy as np
 
 from .waves import FS, direction
-
-
-@dataclass
-class NoiseReport:
-    baseline: float = 0.0  # peak wander, mV
-    hum_hz: int = 0
-    emg: float = 0.0  # EMG sd, mV
-    burst: bool = False
-    nuisances: list[str] = field(default_factory=list)
-
-
-def add_noise(sig8: np.ndarray, rng: np.random.Generator, fs: int = FS) -> NoiseReport:
-    """Add wander, hum and EMG in place; returns what was added (for metadata columns)."""
-    n_leads, n = sig8.shape
-    t = np.arange(n) / fs
-    rep = NoiseReport()
-    # Baseline wander: respiration and electrode drift, 4 slow sources mixed differently
-    # into each lead (the sources are smooth: evaluated every 10 ms and interpolated).
-    level = rng.uniform(0.0, 1.0) ** 2 * 0.35
-    coarse = t[::5]
-    f = rng.uniform(0.05, 0.5, (4, 1))
-    src = np.sin(2 * np.pi * f * coarse + rng.uniform(0, 2 * np.pi, (4, 1)))
-    mix = rng.uniform(-1.0, 1.0, (n_leads, 4)) * (level / 2)
-    wander = mix @ src
-    sig8 += np.stack([np.interp(t, coarse, w) for w in wander])
-    rep.baseline = float(level)
-    # Powerline interference in a third of the records, 50 or 60 Hz.
-    if rng.random() < 0.33:
-        hz = 50 if rng.random() < 0.5 else 60
-        amp = rng.uniform(0.005, 0.04) * rng.uniform(0.5, 1.0, (n_leads, 1))
-        sig8 += amp * np.sin(2 * np.pi * hz * t + rng.uniform(0, 2 * np.pi))
-        rep.hum_hz = hz
-    # Muscle noise: low-passed white noise, occasionally in a burst.
-    sd = rng.uniform(0.002, 0.025) * (1.0 if rng.random() < 0.85 else 3.0)
-    w = rng.standard_normal((n_leads, n + 2), dtype=np.float32) * np.float32(sd)  # float32: 2x faster
-    emg = (w[:, :-2] + w[:, 1:-1] + w[:, 2:]) / np.sqrt(3)
-    if rng.random() < 0.1:
-        env = np.zeros(n)
-        c, width = rng.integers(0, n), int(rng.integers(fs // 2, 2 * fs))
-        env[max(0, c - width // 2): c + width // 2] = 1.0
-        emg = emg * (1 + 4 * env)
-        rep.burst = True
-    sig8 += emg
-    rep.emg = float(sd)
-    return rep
 
 
 def atrial_baseline(kind: str, rate: float, n: int, rng: np.random.Generator,

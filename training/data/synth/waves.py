@@ -20,7 +20,7 @@ FS = 500
 INDEPENDENT = ("I", "II", "V1", "V2", "V3", "V4", "V5", "V6")
 # Horizontal-plane angles (deg, from +x towards +z) and gains of the precordial electrodes.
 _PRECORDIAL_ANGLE = np.array([115.0, 95.0, 75.0, 55.0, 30.0, 5.0])
-_PRECORDIAL_GAIN = np.array([1.2, 1.7, 2.1, 2.1, 1.6, 1.3])
+_PRECORDIAL_GAIN = np.array([1.05, 1.85, 2.5, 2.3, 1.75, 1.4])
 
 # Wave groups: the T/U groups move with the QT interval of each beat.
 QRS, ST, T, U, SPIKE = 0, 1, 2, 3, 4

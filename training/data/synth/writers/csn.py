@@ -10,7 +10,7 @@ from merl.core.io import atomic_write_text
 
 from ..generate import SynthRecord
 from ..tables import CSN_CONDITIONS_CSV
-from .base import LayoutWriter
+from .base import LayoutWriter, varied_rate
 from .common import CANONICAL, Written, damage_leads, digitize, mat4_int16, wfdb_header, write_record_files
 
 GAIN = 1000.0
@@ -27,6 +27,9 @@ class CsnWriter(LayoutWriter):
     name = "csn"
     prior = "csn"
     corrupt_kinds = ("garbage_mat", "truncated_mat", "missing_hea", "nan_lead", "flat_lead", "missing_lead")
+
+    def sampling_rate(self, rng: np.random.Generator, realism: float = 1.0) -> int:
+        return varied_rate(rng, realism)
 
     def write(self, root: Path, i: int, rec: SynthRecord, corrupt: str | None,
               rng: np.random.Generator) -> Written:

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ..generate import SynthRecord
-from .base import LayoutWriter
+from .base import LayoutWriter, varied_rate
 from .common import CANONICAL, Written, damage_leads, digitize, wfdb_header, write_csv, write_record_files
 
 LEADS = ("I", "II", "III", "aVR", "aVF", "aVL", "V1", "V2", "V3", "V4", "V5", "V6")  # aVF before aVL
@@ -28,6 +28,9 @@ class MimicWriter(LayoutWriter):
     def patient_id(self, pidx: int) -> str:
         return str(10000032 + 11 * pidx)
 
+    def sampling_rate(self, rng: np.random.Generator, realism: float = 1.0) -> int:
+        return varied_rate(rng, realism)
+
     def write(self, root: Path, i: int, rec: SynthRecord, corrupt: str | None,
               rng: np.random.Generator) -> Written:
         subject = int(rec.patient_id)
@@ -43,6 +46,7 @@ class MimicWriter(LayoutWriter):
         detail = LEADS[j] if j is not None else ""
         reports = [] if corrupt == "empty_report" else rec.statements[:N_REPORT]
         m = rec.measurements
+        acq = rec.acquisition
         p_on = 40 + int(rng.integers(0, 30))
         has_p = m["pr_ms"] is not None
         qrs_on = p_on + int(m["pr_ms"]) if has_p else p_on + 150
@@ -55,7 +59,9 @@ class MimicWriter(LayoutWriter):
             "ecg_time": when.strftime("%Y-%m-%d %H:%M:%S"), "path": rel,
             "cart_id": 6000 + (subject % 977),
             **{f"report_{k}": (reports[k] if k < len(reports) else None) for k in range(N_REPORT)},
-            "bandwidth": "0.005-150 Hz", "filtering": "60 Hz notch Baseline filter",
+            "bandwidth": f"{acq['highpass_hz']:g}-{acq['lowpass_hz']:g} Hz" if acq else "0.05-150 Hz",
+            "filtering": " ".join(([f"{acq['notch_hz']} Hz notch"] if acq.get("notch_hz") else [])
+                                  + (["Baseline filter"] if acq.get("highpass_hz", 0) >= 0.3 else [])) or None,
             "rr_interval": val(m["rr_ms"]),
             "p_onset": p_on if has_p else MISSING,
             "p_end": p_on + val(m["p_ms"]) if has_p else MISSING,
