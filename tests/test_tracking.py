@@ -8,7 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pyarrow.fs as pafs
 import pytest
 import yaml
 from eval_fixtures import write_shards
@@ -72,41 +71,27 @@ def test_tracking_shorthand_and_off(tmp_path):
     assert mlflow_uri("http://mlflow:5000") == "http://mlflow:5000"
 
 
-@pytest.fixture
-def fake_bucket(tmp_path, monkeypatch):
-    """``s3://bucket/...`` served from a local folder, through the one filesystem resolver."""
-    import merl.core.uri as uri
-
-    root = tmp_path / "bucket"
-    root.mkdir()
-    real = uri.filesystem
-
-    def filesystem(path):
-        if str(path).startswith("s3://bucket"):
-            return pafs.LocalFileSystem(), str(root / str(path).removeprefix("s3://bucket").lstrip("/"))
-        return real(path)
-
-    monkeypatch.setattr(uri, "filesystem", filesystem)
-    return root
-
-
-def test_run_logs_on_remote_storage_are_uploaded_and_continued(fake_bucket):
+def test_run_logs_on_remote_storage_are_uploaded_and_continued(s3):
+    """Metric logs and TensorBoard events reach the run's S3 folder (the loopback moto server)."""
+    from merl.core import io
+    from merl.core.uri import join
     from merl.training.metrics_log import MetricsLogger
 
-    logger = MetricsLogger("s3://bucket/runs/r1", rank=0)
+    run = s3.uri()
+    remote = join(run, "logs")
+    logger = MetricsLogger(run, rank=0)
     logger.log(1, {"loss": 2.0})
     logger.log(1, {"val_loss": 1.0}, phase="val")  # a validation uploads at once
-    remote = fake_bucket / "runs/r1/logs"
-    assert len((remote / "metrics.jsonl").read_text().splitlines()) == 2
+    assert len(io.read_text(join(remote, "metrics.jsonl")).splitlines()) == 2
     logger.close()
-    assert list((remote / "tensorboard").glob("events.out.tfevents.*"))
-    again = MetricsLogger("s3://bucket/runs/r1", rank=0)  # a restarted run appends to what is there
+    assert [n for n in io.listdir(join(remote, "tensorboard")) if n.startswith("events.out.tfevents.")]
+    again = MetricsLogger(run, rank=0)  # a restarted run appends to what is there
     again.log(2, {"loss": 1.0})
     again.close()
-    rows = [json.loads(x) for x in (remote / "metrics.jsonl").read_text().splitlines()]
+    rows = [json.loads(x) for x in io.read_text(join(remote, "metrics.jsonl")).splitlines()]
     assert [r["step"] for r in rows] == [1, 1, 2]
-    assert len(list((remote / "tensorboard").glob("events.out.tfevents.*"))) == 2
-    assert MetricsLogger("s3://bucket/runs/r1", rank=1).enabled is False
+    assert len(io.listdir(join(remote, "tensorboard"), "events.out.tfevents.*")) == 2
+    assert MetricsLogger(run, rank=1).enabled is False
 
 
 @pytest.mark.slow
