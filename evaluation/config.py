@@ -14,7 +14,23 @@ class EvalConfig(StrictModel):
     tasks: dict[str, str] = Field(description="task name -> prepared shard folder (with manifest.json)")
     prompts: str | None = Field(None, description="prompts JSON {label: prompt} or {task: {label: prompt}}; "
                                                   "default: each label's preferred name")
-    split: str = Field("test", description="split scored zero-shot")
+    split: str = Field("test", description="split scored zero-shot; `all` = every record of the folder "
+                                           "(e.g. a prepared folder of real records without splits)")
+    prompts_name: str | None = Field(None, description="name of the `prompts` set in comparisons; default: "
+                                                       "the file's stem, or `class_names` without a file")
+    compare_prompts: dict[str, str | None] = Field(
+        default_factory=dict, description="more prompt sets scored on the same records, name -> prompts JSON "
+                                          "(null = class names); each pair of sets gets a paired bootstrap test")
+    labels: dict[str, list[str]] = Field(
+        default_factory=dict, description="task -> labels scored instead of its published set (CSN tasks: any "
+                                          "CSN condition acronym, e.g. {chapman: [SR, ST, SB]})")
+    min_records: int | None = Field(None, ge=1, description="minimum positive records for a label to be scored; "
+                                                            "default: the benchmark's (10 for chapman, else 1)")
+    n_boot: int = Field(1000, ge=0, description="bootstrap resamples of the records for every AUC interval "
+                                                "(0 = no intervals)")
+    ci_level: float = Field(0.95, gt=0, lt=1, description="confidence level of the intervals")
+    boot_seed: int = Field(0, description="seed of the bootstrap resamples (per task: the same for every "
+                                          "prompt set, so comparisons are paired)")
     max_prompt_tokens: int | None = Field(
         None, ge=8, description="tokens of each class prompt encoded; default: the text model's maximum "
                                 "(a prompt still longer is cut, logged and counted in results.json)",
@@ -37,6 +53,18 @@ class EvalConfig(StrictModel):
         if not v:
             raise ValueError("at least one task is required")
         return v
+
+    @field_validator("compare_prompts")
+    @classmethod
+    def _set_names(cls, v: dict[str, str | None]) -> dict[str, str | None]:
+        return {str(k): (None if p in (None, "", "none", "names", "class_names") else p) for k, p in v.items()}
+
+    def main_prompts_name(self) -> str:
+        from pathlib import Path
+
+        if self.prompts_name:
+            return self.prompts_name
+        return Path(self.prompts).stem if self.prompts else "class_names"
 
     @field_validator("probe_fractions")
     @classmethod

@@ -48,6 +48,8 @@ class ProbeFit:
     macro_auc: float
     per_class_auc: dict[str, float]
     unfitted: list[str] = field(default_factory=list)  # classes with one label value in the subsample
+    macro_auc_ci: tuple[float, float] = (float("nan"), float("nan"))  # bootstrap over the test records
+    per_class_auc_ci: dict[str, tuple[float, float]] = field(default_factory=dict)
 
 
 @dataclass
@@ -88,15 +90,22 @@ def fit_predict(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, c:
 
 
 def probe(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray,
-          labels: Sequence[str], fractions: Sequence[float] = DEFAULT_FRACTIONS, seed: int = 42) -> list[ProbeFit]:
-    """Fit a head on each seeded train fraction and score the test set."""
+          labels: Sequence[str], fractions: Sequence[float] = DEFAULT_FRACTIONS, seed: int = 42,
+          n_boot: int = 1000, boot_seed: int = 0, ci_level: float = 0.95) -> list[ProbeFit]:
+    """Fit a head on each seeded train fraction and score the test set; AUC intervals from
+    ``n_boot`` bootstrap resamples of the test records (the same resamples for every fraction)."""
+    from merl.training.metrics import bootstrap_aucs, resample_counts
+
+    counts = resample_counts(len(x_test), n_boot, boot_seed)
     fits = []
     for frac in fractions:
         idx = subsample_indices(len(x_train), frac, seed)
         scores, unfitted = fit_predict(x_train[idx], y_train[idx], x_test)
         tm = task_metrics(y_test, scores, labels)
+        boot = bootstrap_aucs(y_test, scores, labels, counts, ci_level)
         fits.append(ProbeFit(frac, len(idx), tm.macro_auc, {k: m.auc for k, m in tm.per_class.items()},
-                             [labels[j] for j in unfitted]))
+                             [labels[j] for j in unfitted], boot.macro_interval(),
+                             {k: boot.class_interval(k) for k in labels}))
         log.info("linear probe %.0f%% (%d records): macro AUC %.2f", 100 * frac, len(idx), tm.macro_auc)
     return fits
 
@@ -113,6 +122,9 @@ def evaluate_linear_probe(
     train_split: str = "train",
     test_split: str = "test",
     progress: bool = True,
+    n_boot: int = 1000,
+    boot_seed: int = 0,
+    ci_level: float = 0.95,
 ) -> LinearProbeResult:
     """Linear-probe macro AUC of ``model``'s frozen ECG encoder on one task."""
     from merl.core.tasks import get_task
@@ -132,5 +144,7 @@ def evaluate_linear_probe(
         data[split] = (emb.emb, sl.matrix.y, sl.matrix.labels)
     x_tr, y_tr, labels = data[train_split]
     x_te, y_te, _ = data[test_split]
-    fits = probe(x_tr, y_tr, x_te, y_te, labels, fractions, seed)
+    from merl.training.metrics import task_seed
+
+    fits = probe(x_tr, y_tr, x_te, y_te, labels, fractions, seed, n_boot, task_seed(boot_seed, task_name), ci_level)
     return LinearProbeResult(task_name, list(labels), len(x_te), is_synthetic(shards_dir), fits)

@@ -15,6 +15,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from itertools import combinations
 from pathlib import Path
 from typing import Any
 
@@ -46,14 +47,43 @@ class EvalReport:
     probes: list[LinearProbeResult] = field(default_factory=list)
     meta: dict[str, Any] = field(default_factory=dict)
     paper_check: dict[str, Any] | None = None  # evaluation.comparable.paper_comparability of the run, if known
+    prompts_name: str = "prompts"  # the name of the prompt set ``zeroshot`` was scored with
+    prompt_files: dict[str, str | None] = field(default_factory=dict)  # set name -> prompts file (None = names)
+    alternatives: dict[str, list[ZeroShotResult]] = field(default_factory=dict)  # more sets, same records
 
     @property
     def synthetic(self) -> bool:
         return any(r.synthetic for r in self.zeroshot) or any(p.synthetic for p in self.probes)
 
     def average_auc(self) -> float:
-        vals = [r.macro_auc for r in self.zeroshot if math.isfinite(r.macro_auc)]
-        return sum(vals) / len(vals) if vals else math.nan
+        return average_auc(self.zeroshot)
+
+    def average_auc_ci(self) -> tuple[float, float]:
+        return average_auc_ci(self.zeroshot)
+
+    def prompt_sets(self) -> dict[str, list[ZeroShotResult]]:
+        return {self.prompts_name: self.zeroshot, **self.alternatives}
+
+    def paired(self) -> list[dict[str, Any]]:
+        """Paired bootstrap of every two prompt sets: macro AUC difference per task and of the
+        average, on the same records and resamples (:func:`merl.training.metrics.paired_difference`)."""
+        from merl.training.metrics import paired_difference
+
+        sets = self.prompt_sets()
+        out = []
+        for a, b in combinations(sets, 2):
+            by_b = {r.task: r for r in sets[b]}
+            pairs = [(ra, by_b[ra.task]) for ra in sets[a] if ra.task in by_b and ra.boot is not None
+                     and by_b[ra.task].boot is not None]
+            for ra, rb in pairs:
+                out.append({"a": a, "b": b, "task": ra.task, **paired_difference(
+                    ra.boot.macro, rb.boot.macro, ra.macro_auc, rb.macro_auc, ra.ci_level)})
+            if len(pairs) > 1:
+                ra_list, rb_list = [p[0] for p in pairs], [p[1] for p in pairs]
+                out.append({"a": a, "b": b, "task": "average", **paired_difference(
+                    average_draws(ra_list), average_draws(rb_list), average_auc(ra_list), average_auc(rb_list),
+                    pairs[0][0].ci_level)})
+        return out
 
     def prompts_truncated(self) -> int:
         """Class prompts cut to the prompt token limit, over all tasks (0 = every prompt whole)."""
@@ -83,14 +113,55 @@ class EvalReport:
             "meta": self.meta,
             "zeroshot": [r.summary() for r in self.zeroshot],
             "zeroshot_average_auc": self.average_auc(),
+            "zeroshot_average_auc_ci": list(self.average_auc_ci()),
+            "prompts_name": self.prompts_name,
+            "prompt_sets": {name: {"prompts": self.prompt_files.get(name), "average_auc": average_auc(rs),
+                                   "average_auc_ci": list(average_auc_ci(rs)),
+                                   "tasks": {r.task: {"macro_auc": r.macro_auc, "macro_auc_ci": list(r.macro_auc_ci),
+                                                      "n_records": r.n_records} for r in rs}}
+                            for name, rs in self.prompt_sets().items()},
+            "paired": self.paired(),
             "prompts_truncated": self.prompts_truncated(),
             "paper_comparison": self.comparison(),
             "linear_probe": [p.summary() for p in self.probes],
         })
 
 
+def average_auc(results: Sequence[ZeroShotResult]) -> float:
+    """Mean macro AUC over tasks (those with one)."""
+    vals = [r.macro_auc for r in results if math.isfinite(r.macro_auc)]
+    return sum(vals) / len(vals) if vals else math.nan
+
+
+def average_draws(results: Sequence[ZeroShotResult]):
+    """Per-resample mean of the tasks' macro AUC draws (each task resampled on its own records)."""
+    from merl.training.metrics import mean_draws
+
+    return mean_draws([r.boot.macro for r in results if r.boot is not None and math.isfinite(r.macro_auc)])
+
+
+def average_auc_ci(results: Sequence[ZeroShotResult]) -> tuple[float, float]:
+    from merl.training.metrics import percentile_interval
+
+    level = results[0].ci_level if results else 0.95
+    return percentile_interval(average_draws(results), level)
+
+
 def _fmt(v: float | None) -> str:
     return "-" if v is None or not math.isfinite(v) else f"{v:.1f}"
+
+
+def fmt_ci(v: float | None, ci: Sequence[float | None] | None = None) -> str:
+    """``74.5 [70.1, 78.9]``; the bare value without a finite interval."""
+    if ci is None or len(ci) != 2 or any(c is None or not math.isfinite(c) for c in ci):
+        return _fmt(v)
+    return f"{_fmt(v)} [{ci[0]:.1f}, {ci[1]:.1f}]"
+
+
+def fmt_p(p: float | None) -> str:
+    if p is None or not math.isfinite(p):
+        return "-"
+    return f"{p:.3f}" if p >= 0.001 else "<0.001"
 
 
 def render_tables(report: EvalReport) -> list:
@@ -99,30 +170,50 @@ def render_tables(report: EvalReport) -> list:
     from rich.table import Table
 
     tag = SYNTHETIC_TAG if report.synthetic else ""
-    zs = Table(title=f"Zero-shot{tag}", show_lines=False)
-    for col in ("task", "split", "records", "classes", "AUC", "F1", "ACC", "excluded / dropped"):
-        zs.add_column(col, justify="right" if col in ("records", "classes", "AUC", "F1", "ACC") else "left")
+    level = report.zeroshot[0].ci_level if report.zeroshot else 0.95
+    zs = Table(title=f"Zero-shot{tag}, prompts: {escape(report.prompts_name)}", show_lines=False)
+    auc_col = f"AUC [{100 * level:g}% CI]"
+    for col in ("task", "split", "records", "classes", auc_col, "F1", "ACC", "excluded / dropped"):
+        zs.add_column(col, justify="right" if col in ("records", "classes", auc_col, "F1", "ACC") else "left")
     for r in report.zeroshot:
         notes = ", ".join(r.excluded) + (f" | dropped {', '.join(r.dropped_labels)}" if r.dropped_labels else "")
         zs.add_row(r.task, r.split, str(r.n_records), str(len(r.labels) - len(r.excluded)),
-                   _fmt(r.macro_auc), _fmt(r.macro_f1), _fmt(r.macro_acc), escape(notes))
+                   fmt_ci(r.macro_auc, r.macro_auc_ci), _fmt(r.macro_f1), _fmt(r.macro_acc), escape(notes))
     cmp = report.comparison()
     zs.add_section()
-    zs.add_row("average", "", "", "", _fmt(cmp["ours_avg_auc"]), "", "", "")
+    zs.add_row("average", "", "", "", fmt_ci(cmp["ours_avg_auc"], report.average_auc_ci()), "", "", "")
     zs.add_row("paper", "", "", "", _fmt(cmp["paper_avg_auc"]), "", "", cmp["note"])
     tables = [zs]
     cut = {r.task: r.truncated_prompts for r in report.zeroshot if r.truncated_prompts}
     if cut:
         zs.caption = "prompts cut to the token limit: " + escape("; ".join(f"{t}: {', '.join(v)}" for t, v in cut.items()))
+    if report.alternatives:
+        sets = report.prompt_sets()
+        ps = Table(title=f"Zero-shot macro AUC [{100 * level:g}% CI] by prompt set{tag}")
+        ps.add_column("task")
+        for name in sets:
+            ps.add_column(escape(name), justify="right")
+        for i, r in enumerate(report.zeroshot):
+            ps.add_row(r.task, *[fmt_ci(rs[i].macro_auc, rs[i].macro_auc_ci) if i < len(rs) else "-"
+                                 for rs in sets.values()])
+        ps.add_section()
+        ps.add_row("average", *[fmt_ci(average_auc(rs), average_auc_ci(rs)) for rs in sets.values()])
+        tables.append(ps)
+        pt = Table(title=f"Paired bootstrap, macro AUC difference A - B [{100 * level:g}% CI]{tag}")
+        for col in ("A", "B", "task", "A - B", "p (two-sided)"):
+            pt.add_column(col, justify="right" if col in ("A - B", "p (two-sided)") else "left")
+        for d in report.paired():
+            pt.add_row(escape(d["a"]), escape(d["b"]), d["task"], fmt_ci(d["diff"], d["ci"]), fmt_p(d["p"]))
+        tables.append(pt)
     if report.probes:
         fracs = sorted({f.fraction for p in report.probes for f in p.fits})
-        lp = Table(title=f"Linear probe, macro AUC on test{tag}")
+        lp = Table(title=f"Linear probe, macro AUC [{100 * level:g}% CI] on test{tag}")
         lp.add_column("task")
         for f in fracs:
             lp.add_column(f"{100 * f:g}%", justify="right")
         for p in report.probes:
             by = {f.fraction: f for f in p.fits}
-            lp.add_row(p.task, *[_fmt(by[f].macro_auc) if f in by else "-" for f in fracs])
+            lp.add_row(p.task, *[fmt_ci(by[f].macro_auc, by[f].macro_auc_ci) if f in by else "-" for f in fracs])
         tables.append(lp)
     return tables
 
@@ -133,11 +224,12 @@ def per_class_table(result: ZeroShotResult):
 
     tag = SYNTHETIC_TAG if result.synthetic else ""
     t = Table(title=f"{result.task} per class{tag}")
-    for col in ("class", "positives", "AUC", "F1", "ACC", "prompt"):
+    for col in ("class", "positives", "AUC [CI]", "F1", "ACC", "prompt"):
         t.add_column(col, justify="left" if col in ("class", "prompt") else "right")
     for lab in result.labels:
         m = result.per_class.get(lab, {})
-        t.add_row(escape(lab), str(m.get("n_pos", 0)), _fmt(m.get("auc")), _fmt(m.get("f1")), _fmt(m.get("acc")),
+        t.add_row(escape(lab), str(m.get("n_pos", 0)), fmt_ci(m.get("auc"), m.get("auc_ci")), _fmt(m.get("f1")),
+                  _fmt(m.get("acc")),
                   escape(result.prompts.get(lab, "")[:60]))
     return t
 

@@ -18,20 +18,32 @@ def run_evaluation(cfg: EvalConfig, model=None, tokenizer=None, data_cfg=None) -
     (the data config is the one the model was trained with, so signals are prepared alike).
     With the bundle, the report says whether the run is comparable with the paper, from the
     bundle's config and the shards' manifests (:mod:`merl.evaluation.comparable`).
-    Returns the report and the paths written.
+    Every AUC carries a bootstrap interval; with ``compare_prompts`` each further prompt set is
+    scored on the same records and resamples, and every pair of sets is tested (paired bootstrap
+    of the macro AUC difference, per task and for the average). Returns the report and the
+    paths written.
     """
     from merl.core.io import exists, is_file
+    from merl.core.tasks import get_task
     from merl.evaluation.linear_probe import evaluate_linear_probe
     from merl.evaluation.zeroshot import evaluate_zeroshot
     from merl.training.data.manifest import read_manifest
+    from merl.training.data.tasklabels import task_with_labels
     from merl.training.zeroshot import load_prompts
 
     # fail fast, before loading the model, on a missing/unprepared folder
     manifests = {task: read_manifest(shards) for task, shards in cfg.tasks.items()}
-    if cfg.prompts and not is_file(cfg.prompts):
-        raise FileNotFoundError(f"prompts file not found: {cfg.prompts}")
+    tasks = {t: task_with_labels(get_task(t), cfg.labels[t]) if t in cfg.labels else get_task(t) for t in cfg.tasks}
+    sets = {cfg.main_prompts_name(): cfg.prompts, **cfg.compare_prompts}
+    if len(sets) != 1 + len(cfg.compare_prompts):
+        raise ValueError(f"compare_prompts names {list(cfg.compare_prompts)} repeat the main set's name "
+                         f"{cfg.main_prompts_name()!r}")
+    for path in sets.values():
+        if path and not is_file(path):
+            raise FileNotFoundError(f"prompts file not found: {path}")
     # every task's prompts mapped before the model loads: a label the file gets wrong fails fast
-    task_prompts = {t: load_prompts(cfg.prompts, t) if cfg.prompts else None for t in cfg.tasks}
+    set_prompts = {name: {t: load_prompts(path, tasks[t]) if path else None for t in cfg.tasks}
+                   for name, path in sets.items()}
     bundle = None
     if model is None:
         from merl.training.export import load_bundle
@@ -41,18 +53,25 @@ def run_evaluation(cfg: EvalConfig, model=None, tokenizer=None, data_cfg=None) -
 
         bundle = load_bundle(cfg.model, cfg.device)
         model, tokenizer, data_cfg = bundle.model, bundle.tokenizer, bundle.config.data
-    zeroshot, probes = [], []
+    results: dict[str, list] = {name: [] for name in sets}
+    probes = []
     for task, shards in cfg.tasks.items():
-        prompts = task_prompts[task]
-        log.info("zero-shot %s on %s (%s split)", task, shards, cfg.split)
-        zeroshot.append(evaluate_zeroshot(model, tokenizer, task, shards, data_cfg, prompts=prompts,
-                                          split=cfg.split, batch_size=cfg.batch_size, device=cfg.device,
-                                          progress=True, max_prompt_tokens=cfg.max_prompt_tokens))
+        for name in sets:
+            log.info("zero-shot %s on %s (%s split), prompts: %s", task, shards, cfg.split, name)
+            results[name].append(evaluate_zeroshot(
+                model, tokenizer, task, shards, data_cfg, prompts=set_prompts[name][task], split=cfg.split,
+                batch_size=cfg.batch_size, device=cfg.device, progress=True, max_prompt_tokens=cfg.max_prompt_tokens,
+                n_boot=cfg.n_boot, seed=cfg.boot_seed, ci_level=cfg.ci_level, task=tasks[task],
+                min_records=cfg.min_records))
         if cfg.linear_probe:
             log.info("linear probe %s: fractions %s", task, cfg.probe_fractions)
             probes.append(evaluate_linear_probe(model, task, shards, data_cfg, cfg.probe_fractions, cfg.seed,
-                                                cfg.batch_size, cfg.device, cfg.probe_train_split, cfg.split))
-    report = EvalReport(zeroshot, probes, meta={"model": cfg.model, "config": cfg.model_dump(mode="json")})
+                                                cfg.batch_size, cfg.device, cfg.probe_train_split, cfg.split,
+                                                n_boot=cfg.n_boot, boot_seed=cfg.boot_seed, ci_level=cfg.ci_level))
+    main = cfg.main_prompts_name()
+    zeroshot = results.pop(main)
+    report = EvalReport(zeroshot, probes, meta={"model": cfg.model, "config": cfg.model_dump(mode="json")},
+                        prompts_name=main, prompt_files=sets, alternatives=results)
     if bundle is not None:
         from merl.evaluation.comparable import RunFacts, paper_comparability
 

@@ -20,6 +20,7 @@ from merl.training.data.manifest import read_manifest
 
 if TYPE_CHECKING:
     from merl.training.data.config import DataConfig
+    from merl.training.metrics import AucBootstrap
 
 @dataclass
 class ZeroShotResult:
@@ -40,12 +41,18 @@ class ZeroShotResult:
     prompt_token_limit: int = 0  # tokens of each prompt encoded
     truncated_prompts: list[str] = field(default_factory=list)  # labels whose prompt was cut to that limit
     defaulted_prompts: list[str] = field(default_factory=list)  # labels the prompts file had no prompt for
+    macro_auc_ci: tuple[float, float] = (float("nan"), float("nan"))  # bootstrap percentile interval
+    n_boot: int = 0  # bootstrap resamples of the records (0 = no intervals)
+    ci_level: float = 0.95
+    boot_seed: int = 0  # seed of this task's resamples (the same for every prompt set: paired)
+    boot: AucBootstrap | None = field(default=None, repr=False)  # the draws, for averages and paired tests
 
     def summary(self) -> dict:
         """JSON-ready dict without the score / label arrays."""
         return {
             "task": self.task, "split": self.split, "n_records": self.n_records,
-            "synthetic": self.synthetic, "macro_auc": self.macro_auc, "macro_f1": self.macro_f1,
+            "synthetic": self.synthetic, "macro_auc": self.macro_auc, "macro_auc_ci": list(self.macro_auc_ci),
+            "n_boot": self.n_boot, "ci_level": self.ci_level, "boot_seed": self.boot_seed, "macro_f1": self.macro_f1,
             "macro_acc": self.macro_acc, "excluded": self.excluded, "dropped_labels": self.dropped_labels,
             "per_class": self.per_class, "prompts": self.prompts,
             "prompt_token_limit": self.prompt_token_limit, "truncated_prompts": self.truncated_prompts,
@@ -75,29 +82,46 @@ def evaluate_zeroshot(
     device: str = "cpu",
     progress: bool = False,
     max_prompt_tokens: int | None = None,
+    n_boot: int = 1000,
+    seed: int = 0,
+    ci_level: float = 0.95,
+    task=None,
+    min_records: int | None = None,
 ) -> ZeroShotResult:
     """Zero-shot metrics of ``model`` on one task's ``split`` of ``shards_dir``.
 
     ``model`` is an (unwrapped) ``MERLModel``; it is moved to ``device`` and left in the
     train/eval mode it came in. Prompts are encoded up to ``max_prompt_tokens`` (default:
     the text model's maximum); the labels whose prompt was still cut are recorded.
+
+    Every AUC gets a bootstrap ``ci_level`` interval from ``n_boot`` resamples of the records
+    (:func:`merl.training.metrics.bootstrap_aucs`), seeded by ``seed`` and the task name, so two
+    prompt sets scored on the same records share their resamples (a paired comparison).
+    ``task`` (a :class:`~merl.core.tasks.Task`) and ``min_records`` override the published
+    label set and minimum count (:func:`merl.training.zeroshot.score_split`).
     """
-    from merl.training.metrics import task_metrics
+    from merl.training.metrics import bootstrap_aucs, resample_counts, task_metrics, task_seed
     from merl.training.zeroshot import score_split
 
-    s = score_split(model, tokenizer, task_name, shards_dir, data_cfg, prompts=prompts, split=split,
-                    batch_size=batch_size, device=device, progress=progress, max_prompt_tokens=max_prompt_tokens)
+    s = score_split(model, tokenizer, task if task is not None else task_name, shards_dir, data_cfg,
+                    prompts=prompts, split=split, batch_size=batch_size, device=device, progress=progress,
+                    max_prompt_tokens=max_prompt_tokens, min_records=min_records)
     synthetic = is_synthetic(shards_dir)
     if len(s.ids) == 0 or not s.labels:
         nan = float("nan")
         return ZeroShotResult(task_name, split, 0, s.labels, {}, nan, nan, nan, list(s.labels),
                               s.dropped, s.prompts, synthetic, s.scores, s.y, s.prompt_limit, s.truncated, s.defaulted)
     tm = task_metrics(s.y, s.scores, s.labels)
+    boot_seed = task_seed(seed, task_name)
+    boot = bootstrap_aucs(s.y, s.scores, s.labels, resample_counts(len(s.ids), n_boot, boot_seed), ci_level)
+    per_class = {lab: {**m.as_dict(), "auc_ci": list(boot.class_interval(lab))} for lab, m in tm.per_class.items()}
     return ZeroShotResult(
         task=task_name, split=split, n_records=len(s.ids), labels=list(s.labels),
-        per_class={lab: m.as_dict() for lab, m in tm.per_class.items()},
+        per_class=per_class,
         macro_auc=tm.macro_auc, macro_f1=tm.macro_f1, macro_acc=tm.macro_acc,
         excluded=list(tm.excluded), dropped_labels=s.dropped, prompts=s.prompts,
         synthetic=synthetic, scores=s.scores, y_true=s.y, prompt_token_limit=s.prompt_limit,
         truncated_prompts=s.truncated, defaulted_prompts=s.defaulted,
+        macro_auc_ci=boot.macro_interval(), n_boot=n_boot, ci_level=ci_level, boot_seed=boot_seed, boot=boot,
     )
+

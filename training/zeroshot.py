@@ -25,6 +25,7 @@ import numpy as np
 
 from merl.core.io import is_file, read_text
 from merl.core.tasks import Task, get_task
+from merl.training.data.synth.tables import csn_names
 from merl.training.data.tasklabels import label_vocabulary, ptbxl_statements, published_name, split_labels
 from merl.training.embed import embed_ecgs
 
@@ -149,13 +150,14 @@ def map_prompt_labels(entries: Mapping[str, str], task: Task, *, strict: bool, w
 
     by_key = {_label_key(lab): lab for lab in task.labels}
     known = {_label_key(c) for c in label_vocabulary()}
+    published = {_label_key(lab) for lab in get_task(task.name).labels}  # a Task with its own labels skips these
     out: dict[str, str] = {}
     unknown = []
     for key, prompt in entries.items():
         lab = by_key.get(_label_key(key))
         if lab is not None:
             out[lab] = str(prompt)
-        elif strict or _label_key(key) not in known:
+        elif (strict and _label_key(key) not in published) or (not strict and _label_key(key) not in known):
             unknown.append(str(key))
     if unknown:
         scope = f"labels of {task.name}" if strict else "labels of any task or PTB-XL/CPSC2018/CSN codes"
@@ -164,7 +166,7 @@ def map_prompt_labels(entries: Mapping[str, str], task: Task, *, strict: bool, w
     return out
 
 
-def load_prompts(path: str | Path, task_name: str | None = None) -> dict[str, str]:
+def load_prompts(path: str | Path, task_name: str | Task | None = None) -> dict[str, str]:
     """Read a prompts JSON (local path or URI): ``{label: prompt}`` (one file for every task, as `merl prompts` and the
     reference's CKEPE file are) or ``{task: {label: prompt}}``.
 
@@ -190,7 +192,8 @@ def load_prompts(path: str | Path, task_name: str | None = None) -> dict[str, st
         if nested:
             raise ConfigError(f"{p} holds prompts per task ({', '.join(nested)}): say which task")
         return {str(k): str(v) for k, v in flat.items()}
-    task = get_task(task_name)
+    task = task_name if isinstance(task_name, Task) else get_task(task_name)  # a Task: its own label set
+    task_name = task.name
     if nested:
         tasks = {k: _task_of_key(k) for k in nested}
         bad = [k for k, t in tasks.items() if t is None]
@@ -233,15 +236,19 @@ def _knowledge_names(task: Task) -> dict[str, str]:
 
 
 def default_prompts(task: Task) -> dict[str, str]:
-    """Label -> its preferred name (knowledge base), the SCP statement description, or the code."""
+    """Label -> its preferred name (knowledge base), the SCP statement description, the CSN
+    condition's full name, or the code."""
     names = dict(_knowledge_names(task))
     statements = ptbxl_statements() if task.ontology == "scp" else {}
+    csn = csn_names() if task.source == "csn" else {}
     out = {}
     for lab in task.labels:
         if lab in names:
             out[lab] = names[lab]
         elif lab in statements:
             out[lab] = statements[lab].description
+        elif lab in csn:
+            out[lab] = csn[lab]
         else:
             out[lab] = lab
     return out
@@ -277,7 +284,7 @@ class SplitScores:
 def score_split(
     model,
     tokenizer,
-    task_name: str,
+    task_name: str | Task,
     shards_dir: str,
     data_cfg: DataConfig,
     prompts: Mapping[str, str] | None = None,
@@ -286,6 +293,7 @@ def score_split(
     device: str | None = None,
     progress: bool = False,
     max_prompt_tokens: int | None = None,
+    min_records: int | None = None,
 ) -> SplitScores:
     """Embed the task's labelled ``split`` records and score them against its class prompts.
 
@@ -293,12 +301,15 @@ def score_split(
     in the train/eval mode it came in. A split without labelled records scores nothing.
     Prompts are encoded up to ``max_prompt_tokens`` (default: the text model's maximum),
     not ``data_cfg.max_text_tokens`` (the training reports' limit); cut ones are listed in
-    ``truncated``.
+    ``truncated``. ``task_name`` may be a :class:`Task` with its own label set
+    (:func:`~merl.training.data.tasklabels.task_with_labels`); ``split`` ``all`` scores every
+    record; ``min_records`` overrides the task's minimum positives per label.
     """
     import torch
 
-    task = get_task(task_name)
-    sl = split_labels(task, shards_dir, split)
+    task = task_name if isinstance(task_name, Task) else get_task(task_name)
+    task_name = task.name
+    sl = split_labels(task, shards_dir, split, min_records)
     labels = list(sl.matrix.labels)
     prompt_map = resolve_prompts(task, labels, prompts)
     given = {published_name(k) for k in (prompts or {})}

@@ -32,6 +32,9 @@ def _dataset(shards_dir: str):
     return ds.dataset([f"{root.rstrip('/')}/{s.file}" for s in manifest.shards], format="parquet", filesystem=fs)
 
 
+ALL_SPLITS = "all"  # the split name that selects every record of a folder (e.g. a small real set)
+
+
 def read_label_table(shards_dir: str, splits: Sequence[str] | None = None) -> pa.Table:
     """``id``, ``source``, ``split``, ``labels`` of every record (optionally of some splits): no signals."""
     import pyarrow.dataset as ds
@@ -43,12 +46,14 @@ def read_label_table(shards_dir: str, splits: Sequence[str] | None = None) -> pa
 def iter_signal_batches(
     shards_dir: str, split: str, ids: Sequence[str] | None = None, batch_size: int = 64
 ) -> Iterator[pa.RecordBatch]:
-    """Record batches (id, fs, signal, signal_scale) of one split, optionally only ``ids``."""
+    """Record batches (id, fs, signal, signal_scale) of one split (``all``: every record),
+    optionally only ``ids``."""
     import pyarrow.dataset as ds
 
-    flt = ds.field("split") == split
+    flt = None if split == ALL_SPLITS else ds.field("split") == split
     if ids is not None:
-        flt = flt & ds.field("id").isin(list(ids))
+        id_flt = ds.field("id").isin(list(ids))
+        flt = id_flt if flt is None else flt & id_flt
     for batch in _dataset(shards_dir).to_batches(columns=SIGNAL_COLUMNS, filter=flt, batch_size=batch_size):
         if batch.num_rows:
             yield batch

@@ -198,9 +198,29 @@ class SplitLabels:
     matrix: LabelMatrix
 
 
-def split_labels(task: Task, shards_dir: str, split: str) -> SplitLabels:
-    """The task's label matrix for one split (rare labels counted over the whole folder)."""
-    from merl.training.data.scan import read_label_table
+def task_with_labels(task: Task, labels: Sequence[str]) -> Task:
+    """``task`` scoring ``labels`` instead of its published label set.
+
+    A CSN task may name any CSN condition acronym (``csn_conditions.csv``; e.g. ``SB``, which
+    the published chapman set lacks); other tasks a subset of their labels, since their
+    labels are aggregations of the source's codes."""
+    from dataclasses import replace
+
+    from merl.training.data.synth.tables import csn_snomed
+
+    labels = [published_name(lab) for lab in labels]
+    allowed = set(csn_snomed()) | set(task.labels) if task.source == "csn" else set(task.labels)
+    bad = [lab for lab in labels if lab not in allowed]
+    if bad or not labels:
+        what = "CSN condition acronyms" if task.source == "csn" else f"labels of {task.name}"
+        raise ConfigError(f"{task.name}: labels {bad or '[]'} are not {what}")
+    return replace(task, labels=tuple(dict.fromkeys(labels)))
+
+
+def split_labels(task: Task, shards_dir: str, split: str, min_records: int | None = None) -> SplitLabels:
+    """The task's label matrix for one split (``all``: every record; rare labels counted over
+    the whole folder, at least ``min_records`` positives, default :data:`MIN_RECORDS`)."""
+    from merl.training.data.scan import ALL_SPLITS, read_label_table
 
     table = read_label_table(shards_dir)
     sources = set(table.column("source").unique().to_pylist())
@@ -208,10 +228,10 @@ def split_labels(task: Task, shards_dir: str, split: str) -> SplitLabels:
         raise ConfigError(f"task {task.name} reads {task.source} records, but {shards_dir} holds "
                          f"{', '.join(sorted(sources))} records; pass the {task.source} shard folder")
     codes_all = table.column("labels").to_pylist()
-    kept, dropped = kept_labels(task, codes_all)
+    kept, dropped = kept_labels(task, codes_all, min_records)
     splits = np.array(table.column("split").to_pylist(), dtype=object)
     ids = np.array(table.column("id").to_pylist(), dtype=object)
-    in_split = np.flatnonzero(splits == split)
+    in_split = np.arange(len(ids)) if split == ALL_SPLITS else np.flatnonzero(splits == split)
     order = in_split[np.argsort(ids[in_split], kind="stable")]
     lm = label_matrix(task, [codes_all[i] for i in order], kept)
     lm.dropped = dropped

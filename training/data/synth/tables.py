@@ -161,6 +161,13 @@ def scp_statements() -> dict[str, dict[str, str]]:
 
 
 @cache
+def csn_names() -> dict[str, str]:
+    """CSN acronym -> the condition's full name (e.g. SB -> Sinus Bradycardia)."""
+    rows = csv.DictReader(io.StringIO(CSN_CONDITIONS_CSV))
+    return {r["Acronym Name"]: r["Full Name"] for r in rows}
+
+
+@cache
 def csn_snomed() -> dict[str, str]:
     """CSN acronym -> SNOMED CT id."""
     rows = csv.DictReader(io.StringIO(CSN_CONDITIONS_CSV))
