@@ -32,7 +32,10 @@ class DemoConfig(StrictModel):
     n_ptbxl: int = Field(1500, ge=50, description="PTB-XL layout records (4 PTB-XL tasks)")
     n_cpsc2018: int = Field(600, ge=50, description="CPSC2018 layout records (icbeb task)")
     n_csn: int = Field(1000, ge=50, description="CSN layout records (chapman task)")
-    seed: int = 0
+    seed: int = Field(0, description="first seed: corpus (synthesis) and training seeds derive from it")
+    seeds: int = Field(1, ge=1, description="independent runs (seed, seed+1, ...): corpus, training and "
+                                            "untrained control each; summarised as mean, sd, min and max")
+    n_boot: int = Field(1000, ge=0, description="bootstrap resamples behind every AUC interval")
     train_config: str = Field("configs/demo.yaml", description="pretraining config")
     train_overrides: list[str] = Field(default_factory=list, description="key=value for the train config")
     val_tasks: list[str] = Field(default_factory=lambda: ["ptbxl_super_class", "icbeb"],
@@ -78,25 +81,39 @@ class Step:
     extra: dict = field(default_factory=dict)
 
 
-def plan(cfg: DemoConfig, out: Path) -> list[Step]:
-    raw, shards = out / "raw", out / "shards"
-    steps: list[Step] = []
-    sizes = {"mimic": cfg.n_mimic, "ptbxl": cfg.n_ptbxl, "cpsc2018": cfg.n_cpsc2018, "csn": cfg.n_csn}
-    for i, (layout, n) in enumerate(sizes.items()):
-        steps.append(Step(f"synth {layout}", ["data", "synth", "--layout", layout, "--out", str(raw / layout),
-                                              "--n", str(n), "--seed", str(cfg.seed + i)],
-                          done_when=raw / layout / "synthetic.json"))
-    for layout in sizes:
-        steps.append(Step(f"prepare {layout}", ["data", "prepare", "--dataset", layout, "--root", str(raw / layout),
-                                                "--out", str(shards / layout)],
-                          done_when=shards / layout / "manifest.json"))
+def seed_dirs(cfg: DemoConfig, out: Path) -> dict[int, Path]:
+    """Seed -> its run folder: ``out`` itself for a single seed, else ``out/seed<N>``."""
+    seeds = [cfg.seed + k for k in range(cfg.seeds)]
+    return {s: out if cfg.seeds == 1 else out / f"seed{s}" for s in seeds}
+
+
+def shared_steps(out: Path) -> list[Step]:
+    """Knowledge index and CKEPE prompts: deterministic, shared by every seed."""
     index = out / "knowledge_index"
-    steps.append(Step("knowledge build", ["knowledge", "build", "--out", str(index)], done_when=index))
+    steps = [Step("knowledge build", ["knowledge", "build", "--out", str(index)], done_when=index)]
     prompts_dir = out / "prompts"
     for task in TASKS:
         steps.append(Step(f"prompts {task}", ["prompts", "--task", task, "--index", str(index),
                                               "--out", str(prompts_dir / f"{task}.json")],
                           done_when=prompts_dir / f"{task}.json"))
+    steps.append(Step("merge prompts", [], done_when=prompts_dir / "all.json", extra={"merge": str(prompts_dir)}))
+    return steps
+
+
+def pretrain_steps(cfg: DemoConfig, out: Path, prompts: Path, seed: int) -> list[Step]:
+    """Synthesise the four corpora, ingest them, pretrain (Ray Train) and export: the demo's
+    model from synthetic data only, in ``out/model`` (``bench sim2real`` reuses this)."""
+    raw, shards = out / "raw", out / "shards"
+    steps: list[Step] = []
+    sizes = {"mimic": cfg.n_mimic, "ptbxl": cfg.n_ptbxl, "cpsc2018": cfg.n_cpsc2018, "csn": cfg.n_csn}
+    for i, (layout, n) in enumerate(sizes.items()):
+        steps.append(Step(f"synth {layout}", ["data", "synth", "--layout", layout, "--out", str(raw / layout),
+                                              "--n", str(n), "--seed", str(100 * seed + i)],
+                          done_when=raw / layout / "synthetic.json"))
+    for layout in sizes:
+        steps.append(Step(f"prepare {layout}", ["data", "prepare", "--dataset", layout, "--root", str(raw / layout),
+                                                "--out", str(shards / layout)],
+                          done_when=shards / layout / "manifest.json"))
     eval_shards = {t: str(shards / TASK_DATASET[t]) for t in cfg.val_tasks}
     train_args = [
         "train", "--config", cfg.train_config, "--name", "merl-demo",
@@ -104,28 +121,44 @@ def plan(cfg: DemoConfig, out: Path) -> list[Step]:
         f"checkpoint.storage_path={out / 'runs'}",
         f"eval.tasks=[{','.join(cfg.val_tasks)}]",
         "eval.shards={" + ",".join(f"{k}: {v}" for k, v in eval_shards.items()) + "}",
-        f"eval.prompts={prompts_dir / 'all.json'}",
+        f"eval.prompts={prompts}",
+        f"train.seed={42 + seed}",
         *cfg.train_overrides,
     ]
-    steps.append(Step("merge prompts", [], done_when=prompts_dir / "all.json", extra={"merge": str(prompts_dir)}))
     steps.append(Step("train", train_args, done_when=out / "runs" / "merl-demo" / "result.json"))
     model = out / "model"
     steps.append(Step("export", ["export", "--run", str(out / "runs" / "merl-demo"), "--out", str(model)],
                       done_when=model / "train_config.json"))
-    task_args = [a for t in TASKS for a in ("--task", f"{t}={shards / TASK_DATASET[t]}")]
-    steps.append(Step("evaluate (CKEPE prompts)", ["evaluate", "--model", str(model), *task_args,
-                                                   "--prompts", str(prompts_dir / "all.json"),
-                                                   "--out", str(out / "eval_ckepe")],
-                      done_when=out / "eval_ckepe" / "results.json"))
-    steps.append(Step("evaluate (class names)", ["evaluate", "--model", str(model), *task_args,
-                                                 "--out", str(out / "eval_names")],
-                      done_when=out / "eval_names" / "results.json"))
+    return steps
+
+
+def plan(cfg: DemoConfig, out: Path) -> list[Step]:
+    """Every step of the demo: shared prompts, then per seed: corpus, pretraining, export, the
+    untrained control, and one evaluation of each model with every prompt set (paired)."""
+    steps = shared_steps(out)
+    prompts = out / "prompts" / "all.json"
     reference = reference_prompts_path(cfg)
-    if reference is not None:
-        steps.append(Step("evaluate (paper's prompts)", ["evaluate", "--model", str(model), *task_args,
-                                                          "--prompts", str(reference),
-                                                          "--out", str(out / "eval_reference")],
-                          done_when=out / "eval_reference" / "results.json"))
+    compare = "compare_prompts={names: null" + (f", reference: {reference}" if reference is not None else "") + "}"
+    multi = cfg.seeds > 1
+    for seed, run_dir in seed_dirs(cfg, out).items():
+        tag = f" [seed {seed}]" if multi else ""
+        seed_steps = pretrain_steps(cfg, run_dir, prompts, seed)
+        shards = run_dir / "shards"
+        task_args = [a for t in TASKS for a in ("--task", f"{t}={shards / TASK_DATASET[t]}")]
+        untrained = run_dir / "model_untrained"
+        seed_steps.append(Step("export untrained control", [
+            "export", "--run", str(run_dir / "runs" / "merl-demo"), "--untrained", "--seed", str(seed),
+            "--out", str(untrained)], done_when=untrained / "train_config.json"))
+        for name, model, folder in (("evaluate (CKEPE vs class names" + (" vs paper's prompts)" if reference else ")"),
+                                     run_dir / "model", run_dir / "eval"),
+                                    ("evaluate untrained control", untrained, run_dir / "eval_untrained")):
+            seed_steps.append(Step(name, ["evaluate", "--model", str(model), *task_args, "--prompts", str(prompts),
+                                          "--out", str(folder), "prompts_name=ckepe", compare,
+                                          f"n_boot={cfg.n_boot}", f"boot_seed={seed}"],
+                                   done_when=folder / "results.json"))
+        for s in seed_steps:
+            s.name += tag
+        steps += seed_steps
     return steps
 
 
@@ -156,20 +189,60 @@ def run_step(step: Step, cwd: Path, announce=lambda command: None) -> None:
     step.seconds = time.perf_counter() - t0
 
 
-# summary key -> results folder suffix and table column
+# prompt set name (as `merl evaluate` reports it) -> table column
 PROMPT_KINDS = {"ckepe": "CKEPE prompts (merl)", "names": "class names", "reference": "paper's CKEPE prompts"}
 
 
-def summarize(out: Path) -> dict:
-    """Average zero-shot AUC per prompt kind (this project's CKEPE prompts, class names, the
-    paper's released prompts if evaluated), per task (synthetic data)."""
-    summary: dict = {"data": "synthetic", "tasks": {}}
-    for kind in PROMPT_KINDS:
-        path = out / f"eval_{kind}" / "results.json"
-        if not path.is_file():
-            continue
+def summarize_run(run_dir: Path) -> dict:
+    """One seed's results (synthetic data): per task and average, macro AUC with its interval
+    per prompt set, for the pretrained model and the untrained control, and the paired
+    CKEPE - class names difference of the average."""
+    out: dict = {"data": "synthetic", "tasks": {}, "average": {}, "untrained": {}, "paired": {}}
+    path = run_dir / "eval" / "results.json"
+    if path.is_file():
         res = json.loads(path.read_text())
-        for z in res.get("zeroshot", []):
-            summary["tasks"].setdefault(z["task"], {})[kind] = z.get("macro_auc")
-        summary[f"average_auc_{kind}"] = res.get("zeroshot_average_auc")
-    return summary
+        for kind, ps in res.get("prompt_sets", {}).items():
+            for task, v in ps["tasks"].items():
+                out["tasks"].setdefault(task, {})[kind] = {"auc": v["macro_auc"], "ci": v["macro_auc_ci"],
+                                                           "n": v["n_records"]}
+            out["average"][kind] = {"auc": ps["average_auc"], "ci": ps["average_auc_ci"]}
+        for d in res.get("paired", []):
+            out["paired"][f"{d['a']}-{d['b']}:{d['task']}"] = {k: d[k] for k in ("diff", "ci", "p")}
+    path = run_dir / "eval_untrained" / "results.json"
+    if path.is_file():
+        res = json.loads(path.read_text())
+        for kind, ps in res.get("prompt_sets", {}).items():
+            out["untrained"][kind] = {"auc": ps["average_auc"], "ci": ps["average_auc_ci"],
+                                      "tasks": {t: v["macro_auc"] for t, v in ps["tasks"].items()}}
+    return out
+
+
+def spread(values: list) -> dict:
+    """mean, sd (n-1), min, max of the finite values; n counts them."""
+    import math
+
+    import numpy as np
+
+    v = np.array([x for x in values if x is not None and math.isfinite(x)], dtype=float)
+    if v.size == 0:
+        return {"mean": None, "sd": None, "min": None, "max": None, "n": 0}
+    return {"mean": float(v.mean()), "sd": float(v.std(ddof=1)) if v.size > 1 else 0.0,
+            "min": float(v.min()), "max": float(v.max()), "n": int(v.size)}
+
+
+def summarize(cfg: DemoConfig, out: Path) -> dict:
+    """Every seed's results and their spread across seeds (synthetic data)."""
+    runs = {seed: summarize_run(d) for seed, d in seed_dirs(cfg, out).items()}
+    kinds = [k for k in PROMPT_KINDS if any(k in r["average"] for r in runs.values())]
+    tasks = list(dict.fromkeys(t for r in runs.values() for t in r["tasks"]))
+    across: dict = {"tasks": {}, "average": {}, "untrained": {}, "ckepe_minus_names": {}}
+    for task in tasks:
+        across["tasks"][task] = {k: spread([r["tasks"].get(task, {}).get(k, {}).get("auc") for r in runs.values()])
+                                 for k in kinds}
+    for k in kinds:
+        across["average"][k] = spread([r["average"].get(k, {}).get("auc") for r in runs.values()])
+        across["untrained"][k] = spread([r["untrained"].get(k, {}).get("auc") for r in runs.values()])
+    diffs = [r["paired"].get("ckepe-names:average", {}).get("diff") for r in runs.values()]
+    across["ckepe_minus_names"] = {**spread(diffs), "seeds_ckepe_ge_names": sum(d is not None and d >= 0 for d in diffs)}
+    return {"data": "synthetic", "seeds": {str(s): r for s, r in runs.items()}, "across_seeds": across,
+            "kinds": kinds}

@@ -96,8 +96,15 @@ def save_bundle(model: torch.nn.Module, cfg: TrainConfig, out_dir: str | Path,
     return out
 
 
-def export_checkpoint(checkpoint_dir: str | Path, out_dir: str | Path) -> Path | str:
-    """Training checkpoint (see :mod:`merl.training.checkpoint`; local or a URI) -> inference bundle."""
+def export_checkpoint(checkpoint_dir: str | Path, out_dir: str | Path,
+                      untrained_seed: int | None = None) -> Path | str:
+    """Training checkpoint (see :mod:`merl.training.checkpoint`; local or a URI) -> inference bundle.
+
+    With ``untrained_seed``: the control model instead, built from the checkpoint's config as
+    training starts (random-init ECG tower and projections seeded by it, the text tower's
+    pretrained weights) and none of the checkpoint's weights; ``source.json`` says so."""
+    import torch
+
     from merl.training.checkpoint import load_checkpoint
     from merl.training.model import build_model
 
@@ -106,6 +113,11 @@ def export_checkpoint(checkpoint_dir: str | Path, out_dir: str | Path) -> Path |
     if ckpt.config is None:
         raise FileNotFoundError(f"{checkpoint_dir}: checkpoint has no config.json; cannot rebuild the model")
     cfg = TrainConfig.model_validate(ckpt.config)
+    if untrained_seed is not None:
+        torch.manual_seed(untrained_seed)
+        model = build_model(cfg.model, cfg.loss)
+        return save_bundle(model, cfg, out_dir, info={"untrained": True, "seed": untrained_seed,
+                                                      "config_from": str(checkpoint_dir)})
     model = build_model(cfg.model, cfg.loss, pretrained_text=False)
     model.load_state_dict(ckpt.weights)
     return save_bundle(model, cfg, out_dir)

@@ -113,6 +113,10 @@ def export_cmd(
         None, "--tune-run", help="A finished search (runs/tune/NAME): exports the best trial's best checkpoint "
         "(from best.json)."
     ),
+    untrained: bool = typer.Option(
+        False, "--untrained", help="Export the untrained control instead: the checkpoint's architecture as "
+        "training starts (random-init ECG tower and projections), none of its weights."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the --untrained model's random initialisation."),
 ) -> None:
     """Turn a training checkpoint into a self-contained inference bundle (loads offline).
 
@@ -145,9 +149,9 @@ def export_cmd(
         checkpoint, record = best["checkpoint"], best.get("tracking")
     if not checkpoint or not is_dir(checkpoint):
         raise FileNotFoundError(f"checkpoint folder not found: {checkpoint}")
-    bundle = export_checkpoint(checkpoint, out)
-    typer.echo(f"wrote {bundle}")
-    if record and not is_uri(str(bundle)):
+    bundle = export_checkpoint(checkpoint, out, untrained_seed=seed if untrained else None)
+    typer.echo(f"wrote {bundle}" + (" (untrained control)" if untrained else ""))
+    if record and not untrained and not is_uri(str(bundle)):
         _log_artifact(record, Path(local_path(str(bundle))), lambda rec, src, _name: log_artifacts(rec, src, "bundle"))
 
 
