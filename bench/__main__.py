@@ -19,7 +19,7 @@ from pathlib import Path
 
 from merl.core.env import apply_defaults
 
-MODULES = ["synth", "ingest", "train", "loader", "shuffle", "retrieval"]
+MODULES = ["synth", "ingest", "train", "loader", "shuffle", "retrieval", "sim2real"]
 
 
 def report(name: str, value: float, unit: str) -> None:

@@ -198,6 +198,12 @@ class SplitLabels:
     matrix: LabelMatrix
 
 
+def accepted_sources(task: Task) -> set[str]:
+    """Shard sources a task can score: its own; for CSN tasks also any WFDB folder (``merl data
+    prepare --dataset wfdb``), whose SNOMED ``#Dx:`` codes map to the same CSN acronyms."""
+    return {task.source, "wfdb"} if task.source == "csn" else {task.source}
+
+
 def task_with_labels(task: Task, labels: Sequence[str]) -> Task:
     """``task`` scoring ``labels`` instead of its published label set.
 
@@ -224,7 +230,7 @@ def split_labels(task: Task, shards_dir: str, split: str, min_records: int | Non
 
     table = read_label_table(shards_dir)
     sources = set(table.column("source").unique().to_pylist())
-    if table.num_rows and task.source not in sources:
+    if table.num_rows and not sources & accepted_sources(task):
         raise ConfigError(f"task {task.name} reads {task.source} records, but {shards_dir} holds "
                          f"{', '.join(sorted(sources))} records; pass the {task.source} shard folder")
     codes_all = table.column("labels").to_pylist()
