@@ -55,6 +55,7 @@ def run_evaluation(cfg: EvalConfig, model=None, tokenizer=None, data_cfg=None) -
         model, tokenizer, data_cfg = bundle.model, bundle.tokenizer, bundle.config.data
     results: dict[str, list] = {name: [] for name in sets}
     probes = []
+    ecg_cache: dict = {}  # each folder's split embedded once, for every task and prompt set on it
     for task, shards in cfg.tasks.items():
         for name in sets:
             log.info("zero-shot %s on %s (%s split), prompts: %s", task, shards, cfg.split, name)
@@ -62,7 +63,7 @@ def run_evaluation(cfg: EvalConfig, model=None, tokenizer=None, data_cfg=None) -
                 model, tokenizer, task, shards, data_cfg, prompts=set_prompts[name][task], split=cfg.split,
                 batch_size=cfg.batch_size, device=cfg.device, progress=True, max_prompt_tokens=cfg.max_prompt_tokens,
                 n_boot=cfg.n_boot, seed=cfg.boot_seed, ci_level=cfg.ci_level, task=tasks[task],
-                min_records=cfg.min_records))
+                min_records=cfg.min_records, ecg_cache=ecg_cache))
         if cfg.linear_probe:
             log.info("linear probe %s: fractions %s", task, cfg.probe_fractions)
             probes.append(evaluate_linear_probe(model, task, shards, data_cfg, cfg.probe_fractions, cfg.seed,

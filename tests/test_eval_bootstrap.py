@@ -162,3 +162,19 @@ def test_split_all_and_own_label_set(bundle, tmp_path):
     assert task_with_labels(get_task("chapman"), ["SR", "ST", "SB"]).labels == ("SR", "ST", "SB")  # SB: CSN, not chapman
     with pytest.raises(ConfigError):
         task_with_labels(get_task("ptbxl_rhythm"), ["SB"])
+
+
+def test_one_embedding_pass_serves_every_task_and_prompt_set(bundle, tmp_path):
+    from merl.evaluation.zeroshot import evaluate_zeroshot
+    from merl.training.export import load_bundle
+
+    shards = str(write_shards(tmp_path / "shards", n_per_split=(3, 3, 9)))
+    b = load_bundle(bundle)
+    cache: dict = {}
+    for task in ("ptbxl_super_class", "ptbxl_rhythm"):
+        cached = evaluate_zeroshot(b.model, b.tokenizer, task, shards, b.config.data, split="test", n_boot=20,
+                                   ecg_cache=cache)
+        plain = evaluate_zeroshot(b.model, b.tokenizer, task, shards, b.config.data, split="test", n_boot=20)
+        np.testing.assert_allclose(cached.scores, plain.scores, atol=1e-6)
+        assert cached.macro_auc_ci == plain.macro_auc_ci
+    assert list(cache) == [(shards, "test")]  # embedded once

@@ -27,7 +27,7 @@ from merl.core.io import is_file, read_text
 from merl.core.tasks import Task, get_task
 from merl.training.data.synth.tables import csn_names
 from merl.training.data.tasklabels import label_vocabulary, ptbxl_statements, published_name, split_labels
-from merl.training.embed import embed_ecgs
+from merl.training.embed import EcgEmbeddings, embed_ecgs
 
 if TYPE_CHECKING:
     import torch
@@ -294,6 +294,7 @@ def score_split(
     progress: bool = False,
     max_prompt_tokens: int | None = None,
     min_records: int | None = None,
+    ecg_cache: dict | None = None,
 ) -> SplitScores:
     """Embed the task's labelled ``split`` records and score them against its class prompts.
 
@@ -303,7 +304,9 @@ def score_split(
     not ``data_cfg.max_text_tokens`` (the training reports' limit); cut ones are listed in
     ``truncated``. ``task_name`` may be a :class:`Task` with its own label set
     (:func:`~merl.training.data.tasklabels.task_with_labels`); ``split`` ``all`` scores every
-    record; ``min_records`` overrides the task's minimum positives per label.
+    record; ``min_records`` overrides the task's minimum positives per label. ``ecg_cache``
+    (a dict the caller keeps for one model) embeds each folder's split once and reuses it for
+    every task and prompt set scored on it.
     """
     import torch
 
@@ -324,7 +327,16 @@ def score_split(
     if device is not None:
         model.to(device)
     text = class_embeddings(model, tokenizer, {lab: prompt_map[lab] for lab in labels}, limit)
-    ecg = embed_ecgs(model, shards_dir, split, data_cfg, ids=list(sl.ids), batch_size=batch_size, progress=progress)
+    if ecg_cache is None:
+        ecg = embed_ecgs(model, shards_dir, split, data_cfg, ids=list(sl.ids), batch_size=batch_size,
+                         progress=progress)
+    else:
+        key = (str(shards_dir), split)
+        if key not in ecg_cache:
+            ecg_cache[key] = embed_ecgs(model, shards_dir, split, data_cfg, batch_size=batch_size, progress=progress)
+        whole = ecg_cache[key]
+        pos = np.clip(np.searchsorted(whole.ids, sl.ids), 0, max(len(whole.ids) - 1, 0))
+        ecg = EcgEmbeddings(whole.ids[pos], whole.emb[pos]) if len(whole.ids) else whole
     if len(ecg.ids) != len(sl.ids) or not np.array_equal(ecg.ids, sl.ids):
         raise RuntimeError(f"{shards_dir}: read {len(ecg.ids)} signals for {len(sl.ids)} labelled {split} records")
     scores = zero_shot_scores(torch.from_numpy(ecg.emb), text).cpu().numpy()
