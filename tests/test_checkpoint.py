@@ -96,3 +96,23 @@ def test_export_bundle_and_classify(tmp_path, tiny):
     assert res.exit_code == 0, res.output
     scores = json.loads((tmp_path / "s.json").read_text())["scores"]
     assert len(scores) == 3 and all(abs(sum(v.values()) - 1) < 1e-4 for v in scores.values())
+
+
+def test_untrained_control_export_has_the_architecture_not_the_weights(tmp_path, tiny):
+    """`merl export --untrained`: the run's model as training starts (the demo's control row)."""
+    from merl.cli import app
+    from merl.training.export import load_bundle
+
+    d = save(tmp_path, 3, tiny)
+    run = lambda out, seed: CliRunner().invoke(app, ["export", "--checkpoint", str(d), "--untrained", "--seed",
+                                                     str(seed), "--out", str(tmp_path / out)])
+    assert run("u0", 0).exit_code == 0 and run("u0b", 0).exit_code == 0 and run("u1", 1).exit_code == 0
+    u0, u0b, u1 = (load_bundle(tmp_path / name) for name in ("u0", "u0b", "u1"))
+    trained = tiny[1].state_dict()
+    ecg_keys = [k for k in trained if k.startswith("ecg") and trained[k].is_floating_point()]
+    assert ecg_keys and set(u0.model.state_dict()) == set(trained)  # same architecture
+    assert all(not torch.equal(u0.model.state_dict()[k], trained[k]) for k in ecg_keys if trained[k].numel() > 1
+               and trained[k].std() > 0)
+    assert all(torch.equal(u0.model.state_dict()[k], u0b.model.state_dict()[k]) for k in trained)  # seeded
+    assert any(not torch.equal(u0.model.state_dict()[k], u1.model.state_dict()[k]) for k in ecg_keys)
+    assert json.loads((tmp_path / "u0" / "source.json").read_text())["untrained"] is True
