@@ -125,6 +125,8 @@ def evaluate_linear_probe(
     n_boot: int = 1000,
     boot_seed: int = 0,
     ci_level: float = 0.95,
+    task=None,
+    min_records: int | None = None,
 ) -> LinearProbeResult:
     """Linear-probe macro AUC of ``model``'s frozen ECG encoder on one task."""
     from merl.core.tasks import get_task
@@ -132,11 +134,11 @@ def evaluate_linear_probe(
     from merl.training.data.tasklabels import split_labels
     from merl.training.embed import embed_ecgs
 
-    task = get_task(task_name)
+    task = task if task is not None else get_task(task_name)  # a Task with its own labels (task_with_labels)
     model.to(device)
     data = {}
     for split in (train_split, test_split):
-        sl = split_labels(task, shards_dir, split)
+        sl = split_labels(task, shards_dir, split, min_records)
         if len(sl.ids) == 0:
             raise ValueError(f"{task_name}: no {split} records with a task label in {shards_dir}")
         emb = embed_ecgs(model, shards_dir, split, data_cfg, ids=list(sl.ids), batch_size=batch_size,

@@ -178,3 +178,17 @@ def test_one_embedding_pass_serves_every_task_and_prompt_set(bundle, tmp_path):
         np.testing.assert_allclose(cached.scores, plain.scores, atol=1e-6)
         assert cached.macro_auc_ci == plain.macro_auc_ci
     assert list(cache) == [(shards, "test")]  # embedded once
+
+
+def test_linear_probe_aucs_carry_intervals():
+    from merl.evaluation.linear_probe import probe
+
+    rng = np.random.default_rng(4)
+    y_tr, y_te = rng.integers(0, 2, (120, 2)), rng.integers(0, 2, (80, 2))
+    x_tr = rng.normal(size=(120, 6)) + y_tr @ np.ones((2, 6))
+    x_te = rng.normal(size=(80, 6)) + y_te @ np.ones((2, 6))
+    fits = probe(x_tr, y_tr, x_te, y_te, ["a", "b"], fractions=(0.5, 1.0), n_boot=300, boot_seed=1)
+    for f in fits:
+        lo, hi = f.macro_auc_ci
+        assert lo <= f.macro_auc <= hi and hi - lo > 0
+        assert all(f.per_class_auc_ci[k][0] <= f.per_class_auc[k] <= f.per_class_auc_ci[k][1] for k in "ab")
