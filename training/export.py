@@ -100,6 +100,7 @@ def export_checkpoint(checkpoint_dir: str | Path, out_dir: str | Path) -> Path |
     """Training checkpoint (see :mod:`merl.training.checkpoint`; local or a URI) -> inference bundle."""
     from merl.training.checkpoint import load_checkpoint
     from merl.training.model import build_model
+    from merl.training.model.leads import fill_missing_absence
 
     with local_copy(checkpoint_dir) as local:
         ckpt = load_checkpoint(local)
@@ -107,7 +108,7 @@ def export_checkpoint(checkpoint_dir: str | Path, out_dir: str | Path) -> Path |
         raise FileNotFoundError(f"{checkpoint_dir}: checkpoint has no config.json; cannot rebuild the model")
     cfg = TrainConfig.model_validate(ckpt.config)
     model = build_model(cfg.model, cfg.loss, pretrained_text=False)
-    model.load_state_dict(ckpt.weights)
+    model.load_state_dict(fill_missing_absence(model, ckpt.weights))
     return save_bundle(model, cfg, out_dir)
 
 
@@ -131,6 +132,7 @@ def load_bundle(path: str | Path, device: str = "cpu") -> Bundle:
     from transformers import AutoTokenizer
 
     from merl.training.model import build_model
+    from merl.training.model.leads import fill_missing_absence
 
     root = Path(local_path(path))
     if not (root / CONFIG).is_file() or not (root / WEIGHTS).is_file():
@@ -140,7 +142,7 @@ def load_bundle(path: str | Path, device: str = "cpu") -> Bundle:
     local = cfg.model_copy(deep=True)
     local.model.text_model = str(root / TEXT_DIR)
     model = build_model(local.model, local.loss, pretrained_text=False)
-    model.load_state_dict(load_file(str(root / WEIGHTS)))
+    model.load_state_dict(fill_missing_absence(model, load_file(str(root / WEIGHTS))))
     model.to(device).eval()
     info = json.loads((root / SOURCE).read_text()) if (root / SOURCE).is_file() else {}
     return Bundle(model=model, tokenizer=AutoTokenizer.from_pretrained(str(root / TEXT_DIR)), config=local, info=info,

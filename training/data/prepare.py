@@ -28,7 +28,7 @@ from pydantic import Field, model_validator
 from merl.core.config import ConfigError, StrictModel
 from merl.core.io import atomic_write_text, listdir, makedirs, remove
 from merl.core.uri import absolute, join
-from merl.training.data.canonical import CanonConfig, canonicalize
+from merl.training.data.canonical import CanonConfig, canonicalize_masked
 from merl.training.data.manifest import MANIFEST_NAME, QUARANTINE_NAME, Counts, Manifest, ShardInfo, write_manifest
 from merl.training.data.readers import DATASETS, Quarantined, RecordError, RecordRef, make_reader
 from merl.training.data.schema import SPLITS, CanonicalRecord
@@ -256,7 +256,7 @@ def process_records(dataset: str, root: str, cfg: PrepareConfig, refs: list[dict
         ref = RecordRef.from_dict(d)
         try:
             raw, ref = reader.read(ref)
-            sig = canonicalize(raw, cfg.canonical)
+            sig, mask = canonicalize_masked(raw, cfg.canonical)
         except RecordError as e:
             bad.append(Quarantined(ref.id, ref.source, ref.path, e.reason).to_dict())
             continue
@@ -275,6 +275,7 @@ def process_records(dataset: str, root: str, cfg: PrepareConfig, refs: list[dict
             age=ref.age,
             sex=ref.sex,
             split=ref.split,
+            lead_mask=mask,
         )
         rows.append(rec.to_row())
     return rows, bad

@@ -1,0 +1,185 @@
+"""Any ECG, any leads (issue 12): lead masks from ingest to inference, reduced-lead evaluation."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import torch
+from ecg_fixtures import canonical_signal, write_wfdb
+
+from merl.core.config import ConfigError
+from merl.training.data.canonical import (
+    LEAD_SETS,
+    canonicalize_masked,
+    lead_index,
+    leads_mask,
+    parse_leads,
+    resolve_lead_set,
+)
+from merl.training.data.config import DataConfig, LeadDropoutConfig
+from merl.training.data.readers import RawSignal
+from merl.training.data.schema import LEADS, SHARD_SCHEMA_NO_MASK, CanonicalRecord, rows_to_table
+from merl.training.data.shards import read_shard, write_shard
+from merl.training.data.transforms import decode_masks, drop_leads, model_lead_mask, prepare_ecg_batch
+
+# -- aliases and named sets ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name, lead", [
+    ("MLII", "II"), ("ML2", "II"), ("mlii", "II"), ("V5 chest", "V5"), ("v5", "V5"), ("AVL", "aVL"),
+    ("avf", "aVF"), ("aVR", "aVR"), ("D1", "I"), ("lead III", "III"), ("MV1", "V1"), (" V6 ", "V6"),
+])
+def test_lead_aliases(name, lead):
+    assert LEADS[lead_index(name)] == lead
+
+
+@pytest.mark.parametrize("name", ["ECG1", "-aVR", "X", "", "V7", "vx"])
+def test_unknown_names_are_not_leads(name):
+    assert lead_index(name) is None
+
+
+def test_parse_leads_and_lead_sets():
+    assert parse_leads("I, mlii,V1") == ["I", "II", "V1"]
+    with pytest.raises(ConfigError, match="unknown lead name.*ECG1"):
+        parse_leads("I,ECG1")
+    assert resolve_lead_set("limb6") == ("limb6", ("I", "II", "III", "aVR", "aVL", "aVF"))
+    assert resolve_lead_set("12")[1] == LEADS and LEAD_SETS["chest6"] == LEADS[6:]
+    assert resolve_lead_set("I+II") == ("I+II", ("I", "II")) and resolve_lead_set("ii") == ("II", ("II",))
+    assert leads_mask(["I", "V6"]).tolist() == [True] + [False] * 10 + [True]
+
+
+# -- masks written and read ----------------------------------------------------------------
+
+
+def _row(i: int, mask=None) -> dict:
+    sig = canonical_signal(seed=i).astype(np.float32)
+    if mask is not None:
+        sig[~mask] = 0
+    return CanonicalRecord(id=f"t:{i}", source="t", signal=sig, report="sinus rhythm", split="test",
+                           lead_mask=mask).to_row()
+
+
+def test_masks_written_and_read(tmp_path):
+    mask = leads_mask(["II", "V5"])
+    write_shard(tmp_path / "s.parquet", [_row(0, mask), _row(1)])
+    tab = read_shard(tmp_path / "s.parquet").to_pydict()
+    got = decode_masks(tab)
+    assert got[0].tolist() == mask.tolist() and got[1].all()
+
+
+def test_old_shards_without_the_column_read_as_all_present(tmp_path):
+    rows = [{k: v for k, v in _row(i).items() if k != "lead_mask"} for i in range(2)]
+    pq.write_table(pa.Table.from_pylist(rows, schema=SHARD_SCHEMA_NO_MASK), tmp_path / "old.parquet")
+    tab = read_shard(tmp_path / "old.parquet")  # the older contract is still accepted
+    assert "lead_mask" not in tab.column_names and decode_masks(tab.to_pydict()).all()
+    assert rows_to_table([_row(0)]).column("lead_mask").to_pylist()[0] == [True] * 12
+
+
+def test_real_mitbih_100_is_masked_not_refused(shared_dir):
+    from merl.training.data.readers.wfdb_reader import read_wfdb
+
+    raw = read_wfdb(shared_dir / "real-ecg" / "physionet-wfdb" / "100")
+    sig, mask = canonicalize_masked(raw)
+    assert [lead for lead, m in zip(LEADS, mask) if m] == ["II", "V5"] and np.all(sig[~mask] == 0)
+
+
+def test_cinc2021_keeps_15_of_15(shared_dir):
+    """`merl data prepare --dataset wfdb` on the real CinC folder: JS20004's dead V2/V4/V6 are masked."""
+    from merl.training.data.prepare import PrepareConfig, process_records
+    from merl.training.data.readers import make_reader
+
+    root = shared_dir / "real-ecg" / "cinc2021"
+    cfg = PrepareConfig(conditions_csv=str(shared_dir / "reference" / "csn_conditions.csv"))
+    reader = make_reader("wfdb", str(root), conditions_csv=cfg.conditions_csv)
+    refs = [r.to_dict() for r in reader.index(str(root)).refs]
+    rows, bad = process_records("wfdb", str(root), cfg, refs)
+    assert len(rows) == 15 and not bad
+    masks = {r["id"]: r["lead_mask"] for r in rows}
+    assert [lead for lead, m in zip(LEADS, masks["wfdb:JS20004"]) if not m] == ["V2", "V4", "V6"]
+    assert sum(all(m) for m in masks.values()) == 14
+
+
+def test_record_without_usable_leads_names_what_it_has():
+    from merl.training.data.readers import RecordError
+
+    with pytest.raises(RecordError, match=r"no recognisable lead \(has ECG1, ECG2\)"):
+        canonicalize_masked(RawSignal(np.ones((2, 5000)), 500, ["ECG1", "ECG2"]))
+    with pytest.raises(RecordError, match=r"no usable lead.*has I, II"):
+        canonicalize_masked(RawSignal(np.ones((2, 5000)), 500, ["I", "II"]))  # both flat
+
+
+# -- transforms: masked leads are zero, lead dropout -----------------------------------------
+
+
+@pytest.mark.parametrize("norm", ["minmax", "zscore", "minmax_record"])
+def test_prepare_zeroes_masked_leads_whatever_they_hold(norm):
+    cfg = DataConfig(fs=100, n_samples=1000, normalize=norm, lead_order="mimic")
+    x = np.random.default_rng(0).normal(size=(2, 12, 5000)).astype(np.float32)
+    mask = np.ones((2, 12), bool)
+    mask[:, [2, 4]] = False
+    y = x.copy()
+    y[:, [2, 4]] = 100.0  # junk in masked rows must not change anything
+    a, b = prepare_ecg_batch(x, 500, cfg, lead_mask=mask), prepare_ecg_batch(y, 500, cfg, lead_mask=mask)
+    np.testing.assert_array_equal(a, b)
+    m = model_lead_mask(mask, 2, cfg)  # mimic rows: aVF (5) before aVL (4)
+    assert m[0].tolist() == [True, True, False, True, True, False] + [True] * 6
+    assert np.all(a[:, ~m[0]] == 0)
+
+
+def test_lead_dropout_families():
+    rng = np.random.default_rng(0)
+    full = np.ones((400, 12), bool)
+    limb = drop_leads(full, rng, 1.0, {"limb": 1.0})
+    assert (limb == leads_mask(LEAD_SETS["limb6"])).all()
+    single = drop_leads(full, rng, 1.0, {"single": 1.0})
+    assert (single.sum(axis=1) == 1).all()
+    mixed = drop_leads(full, rng, 0.5, {"chest": 1.0, "random": 1.0})
+    assert 0.3 < (mixed.sum(axis=1) < 12).mean() < 0.7
+    two = np.zeros((5, 12), bool)
+    two[:, [1, 10]] = True  # II + V5 only: a chest-only draw keeps V5, a limb draw II
+    assert (drop_leads(two, rng, 1.0, {"chest": 1.0}).sum(axis=1) == 1).all()
+    none = np.zeros((3, 12), bool)
+    none[:, 6] = True  # only V1: a limb draw would leave nothing, so the record stays whole
+    assert (drop_leads(none, rng, 1.0, {"limb": 1.0}) == none).all()
+    assert (drop_leads(full, rng, 0.0, {"limb": 1.0}) == full).all()
+    with pytest.raises(ValueError):
+        LeadDropoutConfig(p=0.5, families={"limb": 0.0})
+
+
+def test_paper_preset_has_no_lead_dropout():
+    from merl.training.config import paper_config
+
+    assert paper_config().data.lead_dropout.p == 0.0 and DataConfig().lead_dropout.p == 0.0
+
+
+# -- encoders take a mask -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("encoder, arch", [("resnet18", "merl-ray"), ("resnet18", "paper"),
+                                           ("vit_tiny", "merl-ray"), ("vit_tiny", "paper")])
+def test_masked_lead_does_not_change_the_embedding(encoder, arch):
+    from merl.training.model.registry import build_ecg_encoder
+
+    torch.manual_seed(0)
+    enc = build_ecg_encoder(encoder, width=8, arch=arch, proj_dim=32).eval()
+    if getattr(enc, "absence", None) is not None:
+        torch.nn.init.normal_(enc.absence.lead_absent.weight)  # a trained absence embedding
+    x = torch.randn(2, 12, 500)
+    mask = torch.ones(2, 12, dtype=torch.bool)
+    mask[:, 7] = False
+    y = x.clone()
+    y[:, 7] = torch.randn(2, 500) * 10
+    with torch.no_grad():
+        a, b = enc(x, mask)[0], enc(y, mask)[0]
+        full = enc(x, None)[0]
+    assert torch.allclose(a, b, atol=1e-5)
+    assert not torch.allclose(a, full, atol=1e-4)  # the mask is seen: the lead is gone
+    if arch == "merl-ray":  # the absence signal tells "absent" from "flat at zero"
+        z = x.clone()
+        z[:, 7] = 0
+        with torch.no_grad():
+            assert not torch.allclose(enc(z, None)[0], a, atol=1e-5)
