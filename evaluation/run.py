@@ -41,18 +41,28 @@ def run_evaluation(cfg: EvalConfig, model=None, tokenizer=None, data_cfg=None) -
 
         bundle = load_bundle(cfg.model, cfg.device)
         model, tokenizer, data_cfg = bundle.model, bundle.tokenizer, bundle.config.data
+    from merl.training.data.canonical import leads_mask
+
+    only = leads_mask(cfg.leads.split(",")) if cfg.leads else None
     zeroshot, probes = [], []
     for task, shards in cfg.tasks.items():
         prompts = task_prompts[task]
         log.info("zero-shot %s on %s (%s split)", task, shards, cfg.split)
         zeroshot.append(evaluate_zeroshot(model, tokenizer, task, shards, data_cfg, prompts=prompts,
                                           split=cfg.split, batch_size=cfg.batch_size, device=cfg.device,
-                                          progress=True, max_prompt_tokens=cfg.max_prompt_tokens))
+                                          progress=True, max_prompt_tokens=cfg.max_prompt_tokens, leads=only))
         if cfg.linear_probe:
             log.info("linear probe %s: fractions %s", task, cfg.probe_fractions)
             probes.append(evaluate_linear_probe(model, task, shards, data_cfg, cfg.probe_fractions, cfg.seed,
                                                 cfg.batch_size, cfg.device, cfg.probe_train_split, cfg.split))
     report = EvalReport(zeroshot, probes, meta={"model": cfg.model, "config": cfg.model_dump(mode="json")})
+    if cfg.lead_sets:
+        from merl.evaluation.leadsets import evaluate_lead_sets
+
+        log.info("zero-shot by lead set: %s", ", ".join(cfg.lead_sets))
+        report.lead_sets = evaluate_lead_sets(model, tokenizer, cfg.tasks, data_cfg, cfg.lead_sets,
+                                              prompts=task_prompts, split=cfg.split, batch_size=cfg.batch_size,
+                                              device=cfg.device, max_prompt_tokens=cfg.max_prompt_tokens)
     if bundle is not None:
         from merl.evaluation.comparable import RunFacts, paper_comparability
 

@@ -75,18 +75,21 @@ def evaluate_zeroshot(
     device: str = "cpu",
     progress: bool = False,
     max_prompt_tokens: int | None = None,
+    leads: np.ndarray | None = None,
 ) -> ZeroShotResult:
     """Zero-shot metrics of ``model`` on one task's ``split`` of ``shards_dir``.
 
     ``model`` is an (unwrapped) ``MERLModel``; it is moved to ``device`` and left in the
     train/eval mode it came in. Prompts are encoded up to ``max_prompt_tokens`` (default:
     the text model's maximum); the labels whose prompt was still cut are recorded.
+    ``leads`` ((12,) bool, canonical order): only these leads of every record are used.
     """
     from merl.training.metrics import task_metrics
     from merl.training.zeroshot import score_split
 
     s = score_split(model, tokenizer, task_name, shards_dir, data_cfg, prompts=prompts, split=split,
-                    batch_size=batch_size, device=device, progress=progress, max_prompt_tokens=max_prompt_tokens)
+                    batch_size=batch_size, device=device, progress=progress, max_prompt_tokens=max_prompt_tokens,
+                    leads=leads)
     synthetic = is_synthetic(shards_dir)
     if len(s.ids) == 0 or not s.labels:
         nan = float("nan")

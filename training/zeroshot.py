@@ -286,6 +286,7 @@ def score_split(
     device: str | None = None,
     progress: bool = False,
     max_prompt_tokens: int | None = None,
+    leads: np.ndarray | None = None,
 ) -> SplitScores:
     """Embed the task's labelled ``split`` records and score them against its class prompts.
 
@@ -293,7 +294,8 @@ def score_split(
     in the train/eval mode it came in. A split without labelled records scores nothing.
     Prompts are encoded up to ``max_prompt_tokens`` (default: the text model's maximum),
     not ``data_cfg.max_text_tokens`` (the training reports' limit); cut ones are listed in
-    ``truncated``.
+    ``truncated``. ``leads`` ((12,) bool, canonical order): score every record with only
+    these of its leads (reduced-lead evaluation).
     """
     import torch
 
@@ -313,7 +315,8 @@ def score_split(
     if device is not None:
         model.to(device)
     text = class_embeddings(model, tokenizer, {lab: prompt_map[lab] for lab in labels}, limit)
-    ecg = embed_ecgs(model, shards_dir, split, data_cfg, ids=list(sl.ids), batch_size=batch_size, progress=progress)
+    ecg = embed_ecgs(model, shards_dir, split, data_cfg, ids=list(sl.ids), batch_size=batch_size, progress=progress,
+                     leads=leads)
     if len(ecg.ids) != len(sl.ids) or not np.array_equal(ecg.ids, sl.ids):
         raise RuntimeError(f"{shards_dir}: read {len(ecg.ids)} signals for {len(sl.ids)} labelled {split} records")
     scores = zero_shot_scores(torch.from_numpy(ecg.emb), text).cpu().numpy()
