@@ -15,6 +15,7 @@ from merl.core.config import ConfigError
 from merl.training.data.canonical import (
     LEAD_SETS,
     canonicalize_masked,
+    describe_leads,
     lead_index,
     leads_mask,
     parse_leads,
@@ -50,6 +51,8 @@ def test_parse_leads_and_lead_sets():
     assert resolve_lead_set("12")[1] == LEADS and LEAD_SETS["chest6"] == LEADS[6:]
     assert resolve_lead_set("I+II") == ("I+II", ("I", "II")) and resolve_lead_set("ii") == ("II", ("II",))
     assert leads_mask(["I", "V6"]).tolist() == [True] + [False] * 10 + [True]
+    assert describe_leads(np.ones(12, bool)) == "12" and describe_leads(leads_mask(["II", "V5"])) == "II,V5"
+    assert describe_leads(~leads_mask(["V2", "V4"])) == "12 - V2,V4" and describe_leads(np.zeros(12, bool)) == "none"
 
 
 # -- masks written and read ----------------------------------------------------------------

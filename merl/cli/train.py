@@ -213,9 +213,11 @@ def classify_cmd(
     records = read_ecgs(input, leads)
     result = load(model).classify(records.signals, records.fs, prompts=class_prompts, lead_mask=records.lead_mask)
     synthetic = _is_shard_folder(input) and _is_synthetic(input)
+    from merl.training.data.canonical import describe_leads
+
     used = [",".join(records.leads_of(i)) or "none" for i in range(len(records.ids))]
-    Console().print(classify_table(records.ids, used, result.classes, result.probs, top_k=top_k, show_all=show_all,
-                                   rows=top, synthetic=synthetic))
+    Console().print(classify_table(records.ids, [describe_leads(m) for m in records.lead_mask], result.classes,
+                                   result.probs, top_k=top_k, show_all=show_all, rows=top, synthetic=synthetic))
     if json_out or csv_out:
         from merl.core.io import atomic_write_text
 
@@ -231,7 +233,7 @@ def classify_cmd(
 
 def classify_table(ids, used_leads, classes, probs, *, top_k: int = 3, show_all: bool = False, rows: int = 50,
                    synthetic: bool = False):
-    """Records in rows: the leads used, then the ``top_k`` classes with scores (a table that fits a
+    """Records in rows: the leads used (short labels), then the ``top_k`` classes with scores (a table that fits a
     terminal whatever the number of classes), or every class as a column with ``show_all``."""
     import numpy as np
     from rich.table import Table

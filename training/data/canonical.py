@@ -115,6 +115,17 @@ def leads_mask(names) -> np.ndarray:
     return mask
 
 
+def describe_leads(mask) -> str:
+    """A short label of a lead mask for tables: ``12``, ``II,V5``, ``12 - V2,V4,V6``, ``none``."""
+    present = [lead for lead, m in zip(LEADS, mask) if m]
+    absent = [lead for lead, m in zip(LEADS, mask) if not m]
+    if not absent:
+        return "12"
+    if not present:
+        return "none"
+    return ",".join(present) if len(present) <= 6 else "12 - " + ",".join(absent)
+
+
 def names_found(names: list[str]) -> str:
     """How a record's own lead names read in an error: 'MLII, V5' or 'none'."""
     return ", ".join(map(str, names)) or "none"

@@ -293,7 +293,8 @@ def process_shard(row: dict[str, Any], dataset: str, root: str, out: str, cfg_js
         splits: dict[str, int] = {}
         for r in rows:
             splits[r["split"]] = splits.get(r["split"], 0) + 1
-        info = ShardInfo(file=task["file"], rows=len(rows), sha256=sha, splits=splits).model_dump()
+        masked = sum(not all(r["lead_mask"]) for r in rows)
+        info = ShardInfo(file=task["file"], rows=len(rows), sha256=sha, splits=splits, masked=masked).model_dump()
     else:
         remove(path)
     done = {"index": task["index"], "fingerprint": task["fingerprint"], "shard": info, "quarantined": bad}
@@ -373,6 +374,7 @@ def prepare(
             info = ShardInfo.model_validate(d["shard"])
             shards.append(info)
             counts.records += info.rows
+            counts.masked += info.masked
             for s, n in info.splits.items():
                 counts.by_split[s] = counts.by_split.get(s, 0) + n
     counts.quarantined = len(quarantined)
