@@ -287,3 +287,61 @@ def test_evaluate_lead_sets(tiny_bundle, tmp_path):
     res = CliRunner().invoke(app, ["evaluate", "--model", str(tiny_bundle), "--task", f"ptbxl_rhythm={shards}",
                                    "--lead-sets", "12,V9", "--out", str(out)])
     assert isinstance(res.exception, ConfigError) and "V9" in str(res.exception)
+
+
+# -- the training data path carries the mask --------------------------------------------------
+
+
+def test_loader_collates_lead_mask_and_drops_leads_on_train_only(tmp_path):
+    from ray.data.collate_fn import is_tensor_batch_type
+
+    from merl.training.data.loader import Collate, pad_id_for, preprocess_batch
+
+    masks = [leads_mask(["II", "V5"]), None, None, None]
+    rows = [CanonicalRecord(id=f"t:{i}", source="t", signal=canonical_signal(seed=i).astype(np.float32),
+                            report="sinus rhythm normal ecg", split="train", lead_mask=m).to_row()
+            for i, m in enumerate(masks)]
+    batch = {k: np.asarray(v, dtype=object) for k, v in rows_to_table(rows).to_pydict().items()}
+    cfg = DataConfig(fs=100, n_samples=200, lead_order="mimic")
+    out = preprocess_batch(batch, split="train", data_cfg=cfg, text_model="default")
+    assert out["lead_mask"].dtype == bool and out["lead_mask"][0].sum() == 2 and out["lead_mask"][1:].all()
+    assert np.all(out["ecg"][0][~out["lead_mask"][0]] == 0)
+    col = Collate(pad_id_for("default"))(out)
+    assert is_tensor_batch_type(col) and col["lead_mask"].dtype == torch.bool and col["lead_mask"].shape == (4, 12)
+    drop = cfg.model_copy(update={"lead_dropout": LeadDropoutConfig(p=1.0, families={"limb": 1.0})})
+    out = preprocess_batch(batch, split="train", data_cfg=drop, text_model="default")
+    limb = model_lead_mask(leads_mask(LEAD_SETS["limb6"])[None], 1, cfg)[0]
+    assert (out["lead_mask"][1:] == limb).all() and out["lead_mask"][0].sum() == 1  # II+V5 -> II
+    val = preprocess_batch({**batch, "split": np.asarray(["val"] * 4, dtype=object)}, split="val", data_cfg=drop,
+                           text_model="default")
+    assert val["lead_mask"][1:].all()  # never on the validation split
+
+
+def test_model_forward_takes_the_mask_and_old_bundles_load(tmp_path):
+    """MERLModel passes lead_mask to its tower; a bundle written before lead masks (no
+    lead-absence weights) loads with zeros: the model it was."""
+    from safetensors.torch import load_file, save_file
+
+    from merl.training.config import ModelConfig, TrainConfig
+    from merl.training.export import WEIGHTS, load_bundle, save_bundle
+    from merl.training.model import build_model
+
+    cfg = TrainConfig(model=ModelConfig(width=8, freeze_text_layers=6, proj_dim=32, proj_hidden=32),
+                      data=DataConfig(fs=100, n_samples=1000, max_text_tokens=32))
+    torch.manual_seed(0)
+    model = build_model(cfg.model, cfg.loss).eval()
+    x = torch.randn(2, 12, 1000)
+    mask = torch.ones(2, 12, dtype=torch.bool)
+    mask[0, 3:] = False
+    ids = torch.ones(2, 4, dtype=torch.long)
+    with torch.no_grad():
+        out = model(x, ids, torch.ones_like(ids), mask)
+        assert torch.allclose(out["ecg"], model.encode_ecg(x, lead_mask=mask), atol=1e-5)
+        assert torch.allclose(out["ecg"][1], model.encode_ecg(x)[1], atol=1e-5)  # all present = no mask
+    bundle = save_bundle(model, cfg, tmp_path / "b")
+    weights = load_file(str(bundle / WEIGHTS))
+    old = {k: v for k, v in weights.items() if "lead_absent" not in k}
+    assert len(old) == len(weights) - 1
+    save_file(old, str(bundle / WEIGHTS))
+    loaded = load_bundle(bundle).model
+    assert torch.count_nonzero(loaded.ecg_encoder.absence.lead_absent.weight) == 0
