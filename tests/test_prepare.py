@@ -243,7 +243,8 @@ def test_prepare_synthetic_corpus_quarantines_exactly_the_damaged(tmp_path, ray_
     assert plan.keys() - masked <= q.keys() and all(q[k] == short for k in q.keys() - plan.keys())
     import pyarrow.dataset as pads
 
-    rows = pads.dataset(str(tmp_path / "out"), format="parquet").to_table(columns=["id", "lead_mask"]).to_pylist()
+    files = [str(f) for f in sorted((tmp_path / "out").glob("shard-*.parquet"))]
+    rows = pads.dataset(files, format="parquet").to_table(columns=["id", "lead_mask"]).to_pylist()
     stored = {row["id"].split(":", 1)[1]: row["lead_mask"] for row in rows}
     for rid, r in plan.items():
         d = LEADS[int(r["detail"])] if r["detail"].isdigit() else r["detail"]  # CPSC .mat: a row index
