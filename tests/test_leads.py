@@ -225,6 +225,9 @@ def test_mitbih_100_classifies_with_two_leads(shared_dir, tiny_bundle, tmp_path)
     two = recs.signals[:, [1, 10]]
     again = model.classify(two, 500, labels=["SR", "ST"], leads=["MLII", "V5"])
     np.testing.assert_allclose(again.probs, res.probs, atol=1e-6)
+    names = ["MLII", "V5"]  # the tensor level: prepare + model_mask + encode_ecg = embed_ecg
+    z = model.encode_ecg(model.prepare(two, 500, leads=names), normalize=True, lead_mask=model.model_mask(1, leads=names))
+    assert torch.allclose(z, model.embed_ecg(two, 500, leads=names), atol=1e-5)
     out = _classify("--model", tiny_bundle, "--input", record, "--labels", "SR,ST", "--json", tmp_path / "s.json")
     assert out.exit_code == 0, out.output
     assert "II,V5" in out.output and "1st" in out.output
@@ -284,6 +287,12 @@ def test_evaluate_lead_sets(tiny_bundle, tmp_path):
     assert sets["12"]["macro_auc"] == pytest.approx(data["zeroshot"][0]["macro_auc"])  # the same scorer
     assert all(r["n_records"] == 6 and r["task"] == "ptbxl_rhythm" for r in sets.values())
     assert (out / "plots" / "lead_sets.png").read_bytes()[:4] == b"\x89PNG"
+    res = CliRunner().invoke(app, ["evaluate", "--model", str(tiny_bundle), "--task", f"ptbxl_rhythm={shards}",
+                                   "--leads", "mlii,I", "--out", str(tmp_path / "two"), "batch_size=8"])
+    assert res.exit_code == 0, res.output
+    two = json.loads((tmp_path / "two" / "results.json").read_text())
+    assert two["meta"]["config"]["leads"] == "II,I" and "lead_sets" not in two
+    assert two["zeroshot"][0]["macro_auc"] == pytest.approx(sets["I+II"]["macro_auc"])
     res = CliRunner().invoke(app, ["evaluate", "--model", str(tiny_bundle), "--task", f"ptbxl_rhythm={shards}",
                                    "--lead-sets", "12,V9", "--out", str(out)])
     assert isinstance(res.exception, ConfigError) and "V9" in str(res.exception)
