@@ -8,8 +8,8 @@ sets (``12``, ``limb6``, ``chest6``) are defined once, in
 
 ``merl evaluate --lead-sets 12,limb6,I+II,I,II`` adds these results to results.json
 (``lead_sets``), the printed report (one table: tasks x lead sets, with the change against
-12 leads) and ``plots/lead_sets.png``. :func:`evaluate_lead_sets` + :func:`lead_set_table`
-are what a script (the demo) calls for the same table.
+12 leads) and ``plots/lead_sets.png``. A script (the demo) gets the same table from an
+export bundle with :func:`bundle_lead_sets`.
 """
 
 from __future__ import annotations
@@ -88,6 +88,23 @@ def evaluate_lead_sets(model, tokenizer, tasks: Mapping[str, str], data_cfg: Dat
                                   max_prompt_tokens=max_prompt_tokens, leads=leads_mask(leads))
             out.append(from_zeroshot(r, label, leads))
     return out
+
+
+def bundle_lead_sets(bundle, tasks: Mapping[str, str], lead_sets: str | Sequence[str] = DEFAULT_LEAD_SETS, *,
+                     split: str = "test", prompts: Mapping[str, Mapping[str, str] | None] | None = None,
+                     batch_size: int = 64, device: str | None = None):
+    """(results, rich Table) of :func:`evaluate_lead_sets` for an export bundle (a
+    ``merl.training.export.Bundle`` or a bundle folder): the reduced-lead table in one call."""
+    if not hasattr(bundle, "model"):
+        from merl.training.export import load_bundle
+
+        bundle = load_bundle(bundle, device or "cpu")
+    from merl.training.embed import device_dtype
+
+    results = evaluate_lead_sets(bundle.model, bundle.tokenizer, tasks, bundle.config.data, lead_sets, prompts=prompts,
+                                 split=split, batch_size=batch_size,
+                                 device=device or str(device_dtype(bundle.model)[0]))
+    return results, lead_set_table(results)
 
 
 def _fmt(v: float) -> str:

@@ -24,7 +24,7 @@ from merl.training.data.canonical import (
 from merl.training.data.config import DataConfig, LeadDropoutConfig
 from merl.training.data.readers import RawSignal
 from merl.training.data.schema import LEADS, SHARD_SCHEMA_NO_MASK, CanonicalRecord, rows_to_table
-from merl.training.data.shards import read_shard, write_shard
+from merl.training.data.shards import has_lead_mask, read_shard, write_shard
 from merl.training.data.transforms import decode_masks, drop_leads, model_lead_mask, prepare_ecg_batch
 
 # -- aliases and named sets ----------------------------------------------------------------
@@ -80,6 +80,16 @@ def test_old_shards_without_the_column_read_as_all_present(tmp_path):
     tab = read_shard(tmp_path / "old.parquet")  # the older contract is still accepted
     assert "lead_mask" not in tab.column_names and decode_masks(tab.to_pydict()).all()
     assert rows_to_table([_row(0)]).column("lead_mask").to_pylist()[0] == [True] * 12
+    write_shard(tmp_path / "new.parquet", [_row(0)])
+    assert not has_lead_mask(tmp_path / "old.parquet") and has_lead_mask(tmp_path / "new.parquet")  # the loader's check
+    from merl.training.data.manifest import Manifest, ShardInfo, write_manifest
+    from merl.training.data.scan import iter_signal_batches
+    from merl.training.infer import load_inputs
+
+    write_manifest(tmp_path, Manifest(dataset="t", shards=[ShardInfo(file="old.parquet", rows=2, sha256="-")]))
+    recs = load_inputs(tmp_path)
+    assert recs.ids == ["t:0", "t:1"] and recs.lead_mask.all() and recs.signals.shape == (2, 12, 5000)
+    assert decode_masks(next(iter_signal_batches(str(tmp_path), "test")).to_pydict()).all()
 
 
 def test_real_mitbih_100_is_masked_not_refused(shared_dir):
@@ -293,6 +303,11 @@ def test_evaluate_lead_sets(tiny_bundle, tmp_path):
     two = json.loads((tmp_path / "two" / "results.json").read_text())
     assert two["meta"]["config"]["leads"] == "II,I" and "lead_sets" not in two
     assert two["zeroshot"][0]["macro_auc"] == pytest.approx(sets["I+II"]["macro_auc"])
+    from merl.evaluation.leadsets import bundle_lead_sets
+
+    results, table = bundle_lead_sets(tiny_bundle, {"ptbxl_rhythm": str(shards)}, "12,limb6", batch_size=8)
+    assert [r.lead_set for r in results] == ["12", "limb6"] and table.row_count == 1
+    assert results[1].macro_auc == pytest.approx(sets["limb6"]["macro_auc"])
     res = CliRunner().invoke(app, ["evaluate", "--model", str(tiny_bundle), "--task", f"ptbxl_rhythm={shards}",
                                    "--lead-sets", "12,V9", "--out", str(out)])
     assert isinstance(res.exception, ConfigError) and "V9" in str(res.exception)
