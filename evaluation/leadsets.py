@@ -121,7 +121,7 @@ def lead_set_table(results: Sequence[LeadSetResult]):
     by = {(r.task, r.lead_set): r for r in results}
     tag = " - SYNTHETIC data" if any(r.synthetic for r in results) else ""
     table = Table(title=f"Zero-shot macro AUC by lead set{tag}")
-    table.add_column("task")
+    table.add_column("task", no_wrap=True)
     for s in sets:
         table.add_column(s, justify="right", no_wrap=True)
     for task in tasks:
@@ -157,7 +157,7 @@ def lead_set_plot(results: Sequence[LeadSetResult], path: str | Path) -> str | P
     ax.set_ylabel("zero-shot macro AUC (%)")
     ax.set_ylim(0, 100)
     ax.axhline(50, color="grey", lw=0.8, ls="--")
-    ax.legend(title="leads", fontsize=8, ncols=min(len(sets), 5))
+    ax.legend(title="leads", fontsize=8, ncols=min(len(sets), 6), loc="upper center", bbox_to_anchor=(0.5, -0.12))
     tag = " - SYNTHETIC data" if any(r.synthetic for r in results) else ""
     ax.set_title(f"Zero-shot AUC by lead set ({results[0].split if results else ''}){tag}")
     try:
