@@ -8,6 +8,7 @@ WFDB record (read and canonicalised with the ingestion readers) or a prepared sh
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,8 @@ from merl.training.embed import device_dtype
 from merl.training.export import Bundle
 from merl.training.loss import MAX_LOGIT_SCALE
 from merl.training.zeroshot import class_embeddings, zero_shot_scores
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -99,6 +102,9 @@ def load_inputs(path: str | Path, leads: str | Sequence[str] | None = None) -> E
         mask = np.concatenate(masks) if masks else np.zeros((0, 12), bool)
         if names:
             mask &= leads_mask(names)[None]
+            if len(mask) and not mask.any(axis=1).all():
+                log.warning("%d of %d records have none of the leads %s: their scores carry no signal",
+                            int((~mask.any(axis=1)).sum()), len(mask), ",".join(names))
         sig = np.concatenate(sigs) if sigs else np.zeros((0, 12, 0), np.float32)
         return EcgInputs(ids, np.where(mask[..., None], sig, np.float32(0)), fs, mask)
     p = Path(path)
