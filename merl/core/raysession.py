@@ -78,6 +78,12 @@ def _default_target() -> tuple[str | None, int | None]:
     return _defaults["address"], _defaults["num_cpus"]
 
 
+def target_address(address: str | None = None) -> str | None:
+    """The cluster :func:`ensure_ray` joins for ``address``; None means it starts an embedded one
+    (so whoever calls it owns that cluster and shuts it down)."""
+    return address or _default_target()[0]
+
+
 def runtime_env_for(runtime_env: dict[str, Any] | None = None,
                     environ: Mapping[str, str] | None = None) -> dict[str, Any] | None:
     """The ``runtime_env`` for ``ray.init``: the caller's, plus :func:`merl.core.env.worker_env_vars`
