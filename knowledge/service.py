@@ -278,7 +278,7 @@ class KnowledgeServer:
         self.index, self.knowledge = index, knowledge or KnowledgeConfig()
         self.serve_cfg = serve_cfg or ServeConfig()
         self.address, self.num_cpus = address, num_cpus
-        self._own_ray = False
+        self.owns_ray = False
         self._running = False
 
     @property
@@ -293,7 +293,7 @@ class KnowledgeServer:
 
         from merl.core.raysession import ensure_ray, target_address
 
-        self._own_ray = not ray.is_initialized() and target_address(self.address) is None
+        self.owns_ray = not ray.is_initialized() and target_address(self.address) is None
         ensure_ray(self.address, self.num_cpus)
         quiet = {"log_level": "WARNING", "enable_access_log": False}
         serve.start(http_options={"host": self.serve_cfg.host, "port": self.serve_cfg.port}, logging_config=quiet)
@@ -315,7 +315,7 @@ class KnowledgeServer:
         if not self._running:
             return
         self._running = False
-        if self._own_ray:
+        if self.owns_ray:
             serve.shutdown()
             ray.shutdown()
         else:
