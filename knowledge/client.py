@@ -1,5 +1,7 @@
 """A small client of the knowledge service (`merl knowledge serve`), standard library only.
 
+One keep-alive connection per thread, so a client may be shared by threads.
+
 It loads no model and imports neither torch nor Ray, so a notebook or a labelling tool asks a
 warm service in milliseconds::
 
@@ -11,9 +13,9 @@ warm service in milliseconds::
 
 from __future__ import annotations
 
+import http.client
 import json
-import urllib.error
-import urllib.request
+import threading
 from typing import Any, Optional
 from urllib.parse import urlparse
 
@@ -37,29 +39,53 @@ class KnowledgeClient:
             raise ConfigError(f"knowledge service URL {url!r} must look like http://host:port")
         self.url = url.rstrip("/")
         self.timeout_s = timeout_s
+        self._parsed = parsed
+        self._prefix = parsed.path.rstrip("/")
+        self._local = threading.local()
 
     def __repr__(self) -> str:
         return f"KnowledgeClient({self.url!r})"
 
+    def _connection(self) -> http.client.HTTPConnection:
+        """This thread's keep-alive connection (a new TCP connection per query would cost more
+        than the retrieval on loopback)."""
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            cls = http.client.HTTPSConnection if self._parsed.scheme == "https" else http.client.HTTPConnection
+            conn = self._local.conn = cls(self._parsed.hostname, self._parsed.port, timeout=self.timeout_s)
+        return conn
+
     def _call(self, path: str, body: Optional[dict] = None) -> dict:
         data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(self.url + path, data=data, method="GET" if body is None else "POST",
-                                     headers={"content-type": "application/json", "accept": "application/json"})
-        try:
-            with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:
-                return json.loads(resp.read())
-        except urllib.error.HTTPError as e:
-            raw = e.read()
+        headers = {"content-type": "application/json", "accept": "application/json"}
+        for attempt in (1, 2):  # once more on a fresh connection if the server closed the idle one
+            conn = self._connection()
+            try:
+                conn.request("GET" if data is None else "POST", self._prefix + path, body=data, headers=headers)
+                resp = conn.getresponse()
+                status, raw = resp.status, resp.read()
+                break
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as e:
+                conn.close()
+                self._local.conn = None
+                if attempt == 2:
+                    raise self._unreachable(e) from None
+            except OSError as e:
+                conn.close()
+                self._local.conn = None
+                raise self._unreachable(e) from None
+        if status >= 400:
             try:
                 detail = json.loads(raw).get("detail", raw.decode(errors="replace"))
             except (ValueError, AttributeError):
                 detail = raw.decode(errors="replace")[:300]
-            raise KnowledgeServiceError(f"knowledge service: {e.code} {detail}", e.code) from None
-        except (urllib.error.URLError, OSError) as e:
-            reason = getattr(e, "reason", e)
-            raise KnowledgeServiceError(
-                f"cannot reach the knowledge service at {self.url} ({reason}); start it with `merl knowledge serve`"
-            ) from None
+            raise KnowledgeServiceError(f"knowledge service: {status} {detail}", status)
+        return json.loads(raw)
+
+    def _unreachable(self, e: BaseException) -> KnowledgeServiceError:
+        return KnowledgeServiceError(
+            f"cannot reach the knowledge service at {self.url} ({e}); start it with `merl knowledge serve`"
+        )
 
     def health(self) -> dict:
         """``{"status": "ok", "passages": ..., ...}`` from ``GET /healthz``."""

@@ -238,7 +238,7 @@ def build_app(index: str, knowledge: KnowledgeConfig | None = None, serve_cfg: S
             )
             _, text = retriever.plan(req.text)
             vector = await self._embed_batch(text)
-            docs = await asyncio.to_thread(retriever.retrieve, req.text, vector)
+            docs = retriever.retrieve(req.text, vector)  # FAISS + TF-IDF over the passages: well under a millisecond
             return QueryResponse(query=req.text, k=retriever.k, mmr=retriever.mmr, results=result_rows(docs))
 
         @api.post("/prompts", response_model=PromptsResponse)
@@ -307,6 +307,14 @@ class KnowledgeServer:
         self._running = True
         log.info("knowledge service %s at %s (%d replica(s))", self.serve_cfg.app_name, self.url, self.serve_cfg.replicas)
         return self
+
+    def scale(self, replicas: int) -> None:
+        """Redeploy the running application with ``replicas`` replicas (Serve replaces it in place)."""
+        from ray import serve
+
+        self.serve_cfg = self.serve_cfg.model_copy(update={"replicas": replicas})
+        serve.run(build_app(self.index, self.knowledge, self.serve_cfg), name=self.serve_cfg.app_name, route_prefix="/",
+                  logging_config={"log_level": "WARNING", "enable_access_log": False})
 
     def stop(self) -> None:
         import ray
