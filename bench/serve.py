@@ -17,7 +17,6 @@ machine runs: the load average is printed beside them.
 from __future__ import annotations
 
 import os
-import socket
 import sys
 import threading
 import time
@@ -30,11 +29,6 @@ SEQUENTIAL_MAX_S = 20.0
 CLIENTS = 8
 WINDOW_S = 20.0
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _load(url: str, queries: list[str], clients: int, window_s: float, max_queries: int | None = None):
@@ -74,6 +68,7 @@ def _load(url: str, queries: list[str], clients: int, window_s: float, max_queri
 
 def run(report, workdir: Path) -> None:
     from bench.retrieval import load_queries
+    from merl.core.raysession import free_port
     from merl.knowledge.index import build_index
     from merl.knowledge.kb import load_entries
     from merl.knowledge.service import KnowledgeServer, ServeConfig
@@ -85,7 +80,7 @@ def run(report, workdir: Path) -> None:
         build_index(load_entries()).save(index)
     queries = [q["query"] for q in load_queries()]
     cores = os.cpu_count() or 1
-    with KnowledgeServer(str(index), serve_cfg=ServeConfig(port=_free_port(), replicas=1, num_cpus=1)) as server:
+    with KnowledgeServer(str(index), serve_cfg=ServeConfig(port=free_port(), replicas=1, num_cpus=1)) as server:
         _load(server.url, queries, 1, 30.0, max_queries=10)  # warm-up: first requests allocate and fill caches
         print(f"# serve: {cores} cores, load average {os.getloadavg()[0]:.1f}", file=sys.stderr)
         lat1, err1, t1 = _load(server.url, queries, 1, SEQUENTIAL_MAX_S, max_queries=SEQUENTIAL_QUERIES)

@@ -47,7 +47,7 @@ class ServeConfig(StrictModel):
     """How the service is deployed (``merl knowledge serve`` options)."""
 
     host: str = Field("127.0.0.1", description="interface the HTTP proxy binds; loopback unless you mean to expose it")
-    port: int = Field(8000, ge=0, le=65535)
+    port: int = Field(8000, ge=1, le=65535)
     replicas: int = Field(1, ge=1, le=64)
     num_cpus: float = Field(1.0, gt=0, description="CPUs reserved per replica; also its torch threads")
     max_batch_size: int = Field(16, ge=1, le=256, description="queries embedded in one forward pass")

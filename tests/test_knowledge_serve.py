@@ -7,7 +7,6 @@ Answers must equal the in-process retriever's and CKEPE chain's; bad requests ge
 from __future__ import annotations
 
 import json
-import socket
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -15,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from typer.testing import CliRunner
 
+from merl.core.raysession import free_port
 from merl.knowledge.ckepe import generate_prompts
 from merl.knowledge.client import KnowledgeClient, KnowledgeServiceError
 from merl.knowledge.config import KnowledgeConfig
@@ -36,11 +36,6 @@ QUERIES = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 @pytest.fixture(scope="module")
 def index_path(tmp_path_factory):
@@ -51,7 +46,8 @@ def index_path(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(index_path):
-    srv = KnowledgeServer(str(index_path), serve_cfg=ServeConfig(port=_free_port()), num_cpus=2).start()
+    cfg = ServeConfig(port=free_port(), allowed_llms=["ollama:llama3.1"])  # no LLM package is installed here
+    srv = KnowledgeServer(str(index_path), serve_cfg=cfg, num_cpus=2).start()
     yield srv
     srv.stop()
 
@@ -131,6 +127,8 @@ def test_health_and_docs(server):
     ("/prompts", {"task": "icbeb", "ontology": "scp"}, 422, "uses ontology 'cpsc'"),
     ("/prompts", {"task": "icbeb", "llm": "openai:gpt-4o-mini"}, 422, "is not allowed here"),
     ("/prompts", {"task": "icbeb", "out": "/tmp/x.json"}, 422, "out: Extra inputs are not permitted"),
+    # On the allow-list, but no LLM package is installed here: refused, naming the package.
+    ("/prompts", {"labels": ["CLBBB"], "ontology": "cpsc", "llm": "ollama:llama3.1"}, 422, "langchain-ollama"),
 ])
 def test_bad_requests_get_a_one_line_4xx(server, path, body, status, says):
     code, answer = _post(server.url + path, body)
