@@ -52,7 +52,8 @@ class ServeConfig(StrictModel):
     num_cpus: float = Field(1.0, gt=0, description="CPUs reserved per replica; also its torch threads")
     max_batch_size: int = Field(16, ge=1, le=256, description="queries embedded in one forward pass")
     batch_wait_timeout_s: float = Field(
-        0.0, ge=0, le=1, description="how long a batch waits for more queries (0: takes those already waiting, no added latency)"
+        0.005, ge=0, le=1, description="how long a batch waits for more queries while others are in flight "
+        "(a lone query never waits)"
     )
     allowed_llms: list[str] = Field([], description="LLM specs a /prompts request may name (provider:model)")
     app_name: str = APP_NAME
@@ -216,16 +217,20 @@ def build_app(index: str, knowledge: KnowledgeConfig | None = None, serve_cfg: S
             self.index.embeddings.embed_query("warm up")  # load the encoder now, not on the first request
             self.index.lexical  # noqa: B018  (fit the TF-IDF once, before requests share it)
             self._embed_batch.set_max_batch_size(self.serve_cfg.max_batch_size)
-            self._embed_batch.set_batch_wait_timeout_s(self.serve_cfg.batch_wait_timeout_s)
+            self.in_flight = 0
+            self.batches = self.embedded = 0  # mean batch size = embedded / batches (in /healthz)
 
         @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.0)
         async def _embed_batch(self, texts: list[str]) -> list[list[float]]:
+            self.batches += 1
+            self.embedded += len(texts)
             return await asyncio.to_thread(self.index.embeddings.embed_documents, texts)
 
         @api.get("/healthz")
         async def healthz(self) -> dict:
             return {"status": "ok", "index": self.index_name, "passages": len(self.index),
-                    "embedding": self.index.manifest.get("embedding"), "pid": os.getpid()}
+                    "embedding": self.index.manifest.get("embedding"), "pid": os.getpid(),
+                    "batches": self.batches, "queries_embedded": self.embedded}
 
         @api.post("/query", response_model=QueryResponse)
         async def query(self, req: QueryRequest) -> QueryResponse:
@@ -237,7 +242,14 @@ def build_app(index: str, knowledge: KnowledgeConfig | None = None, serve_cfg: S
                 ontology=f.ontology, category=f.category, kind=f.kind,
             )
             _, text = retriever.plan(req.text)
-            vector = await self._embed_batch(text)
+            # Serve forms a batch as soon as its first query arrives, so a batch must wait to
+            # gather concurrent queries; a lone query (one client) never waits.
+            self.in_flight += 1
+            self._embed_batch.set_batch_wait_timeout_s(self.serve_cfg.batch_wait_timeout_s if self.in_flight > 1 else 0.0)
+            try:
+                vector = await self._embed_batch(text)
+            finally:
+                self.in_flight -= 1
             docs = retriever.retrieve(req.text, vector)  # FAISS + TF-IDF over the passages: well under a millisecond
             return QueryResponse(query=req.text, k=retriever.k, mmr=retriever.mmr, results=result_rows(docs))
 
