@@ -6,8 +6,8 @@ A real `merl knowledge serve` application (Ray Serve, embedded local cluster, on
 
 * one client, sequential: at most ``SEQUENTIAL_QUERIES`` queries -> ``serve_query_p50_ms``;
 * ``CLIENTS`` concurrent clients for ``WINDOW_S`` s -> ``serve_queries_per_s_8_clients``,
-  ``serve_query_p99_ms_8_clients``, and the ratio to one client's rate (what batching the
-  embedding of concurrent queries buys);
+  ``serve_query_p99_ms_8_clients``, the ratio to one client's rate (what batching the
+  embedding of concurrent queries buys) and the mean batch size the replica saw;
 * on a machine with >= 4 cores, the same load on 2 replicas -> ``serve_2_vs_1_replicas``.
 
 ``serve_errors`` counts failed requests over all phases. Figures depend on what else the
@@ -69,6 +69,7 @@ def _load(url: str, queries: list[str], clients: int, window_s: float, max_queri
 def run(report, workdir: Path) -> None:
     from bench.retrieval import load_queries
     from merl.core.raysession import free_port
+    from merl.knowledge.client import KnowledgeClient
     from merl.knowledge.index import build_index
     from merl.knowledge.kb import load_entries
     from merl.knowledge.service import KnowledgeServer, ServeConfig
@@ -87,8 +88,14 @@ def run(report, workdir: Path) -> None:
         qps1 = len(lat1) / t1
         report("serve_query_p50_ms", float(np.percentile(lat1, 50)), "ms")
         report("serve_queries_per_s_1_client", qps1, "queries/s")
+        client = KnowledgeClient(server.url)
+        before = client.health()
         lat8, err8, t8 = _load(server.url, queries, CLIENTS, WINDOW_S)
+        after = client.health()
         qps8 = len(lat8) / t8
+        batches = after["batches"] - before["batches"]
+        report("serve_mean_batch_size_8_clients",
+               (after["queries_embedded"] - before["queries_embedded"]) / batches if batches else float("nan"), "queries")
         report("serve_queries_per_s_8_clients", qps8, "queries/s")
         report("serve_query_p99_ms_8_clients", float(np.percentile(lat8, 99)) if lat8 else float("nan"), "ms")
         report("serve_8_vs_1_client_throughput", qps8 / qps1 if qps1 else float("nan"), "x")
