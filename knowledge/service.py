@@ -303,8 +303,14 @@ class KnowledgeServer:
         import ray
         from ray import serve
 
+        from merl.core.io import is_file
         from merl.core.raysession import ensure_ray, target_address
+        from merl.core.uri import join
 
+        if not is_file(join(self.index, "manifest.json")):  # fail here in a second, not after replica retries
+            raise FileNotFoundError(
+                f"no knowledge index at {self.index} (missing manifest.json); build one with `merl knowledge build`"
+            )
         self.owns_ray = not ray.is_initialized() and target_address(self.address) is None
         ensure_ray(self.address, self.num_cpus)
         quiet = {"log_level": "WARNING", "enable_access_log": False}

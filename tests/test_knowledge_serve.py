@@ -23,8 +23,9 @@ from merl.knowledge.kb import load_entries
 from merl.knowledge.retriever import KnowledgeRetriever, result_rows
 from merl.knowledge.service import MAX_BODY_BYTES, KnowledgeServer, ServeConfig
 
-# One embedded Ray cluster and one replica for the module: ~25 s to build the index, ~30 s to start.
-pytestmark = pytest.mark.slow
+# The tests that use the service share one embedded Ray cluster and one replica: about 25 s to
+# build the index and 30 s to start (more on a busy machine), so they are marked slow.
+slow = pytest.mark.slow
 
 QUERIES = [
     ("wide QRS with notched R in V6", {}),
@@ -74,6 +75,7 @@ def _in_process(index: KnowledgeIndex, text: str, opts: dict) -> list[dict]:
     return result_rows(r.invoke(text))
 
 
+@slow
 def test_query_answers_equal_the_in_process_retriever(server, local):
     # Sent together, so the replica embeds several of them in one batch.
     with ThreadPoolExecutor(len(QUERIES)) as pool:
@@ -89,6 +91,7 @@ def test_query_answers_equal_the_in_process_retriever(server, local):
         assert body["k"] == opts.get("k", KnowledgeConfig().k) and body["mmr"] == opts.get("mmr", False)
 
 
+@slow
 def test_prompts_equal_the_in_process_chain(server, local):
     client = KnowledgeClient(server.url)
     got = client.prompts(labels=["CLBBB", "AFIB"], ontology="cpsc")
@@ -100,6 +103,7 @@ def test_prompts_equal_the_in_process_chain(server, local):
     assert task["provenance"]["ontology"] == "cpsc" and len(task["prompts"]) == 9
 
 
+@slow
 def test_health_and_docs(server):
     health = KnowledgeClient(server.url).health()
     assert health["status"] == "ok" and health["passages"] > 100
@@ -110,6 +114,7 @@ def test_health_and_docs(server):
     assert {"/query", "/prompts", "/healthz"} <= set(paths)
 
 
+@slow
 @pytest.mark.parametrize("path, body, status, says", [
     ("/query", {"text": ""}, 422, "text must not be empty"),
     ("/query", {"text": "   "}, 422, "text must not be empty"),
@@ -136,6 +141,7 @@ def test_bad_requests_get_a_one_line_4xx(server, path, body, status, says):
     assert isinstance(answer["detail"], str) and "\n" not in answer["detail"] and says in answer["detail"], answer
 
 
+@slow
 def test_client_and_cli_use_the_service(server, local):
     from merl.cli import app
 
@@ -152,6 +158,7 @@ def test_client_and_cli_use_the_service(server, local):
     assert res.exit_code != 0 and "exactly one of --index" in str(res.exception)
 
 
+@slow
 def test_stop_leaves_nothing_running(server):
     import ray
 
@@ -164,3 +171,23 @@ def test_stop_leaves_nothing_running(server):
         from ray import serve
 
         assert server.serve_cfg.app_name not in serve.status().applications
+
+
+def test_cli_refuses_bad_input_in_one_line_without_starting_ray(tmp_path):
+    import ray
+
+    from merl.cli import app
+
+    ray_before = ray.is_initialized()
+    runner = CliRunner()
+    assert "--replicas" in runner.invoke(app, ["knowledge", "serve", "--help"]).output
+    res = runner.invoke(app, ["knowledge", "serve", "--index", str(tmp_path / "none")])
+    assert res.exit_code != 0 and "no knowledge index at" in str(res.exception)
+    res = runner.invoke(app, ["knowledge", "serve", "--index", str(tmp_path), "--replicas", "0"])
+    assert res.exit_code != 0 and "replicas" in str(res.exception)
+    res = runner.invoke(app, ["knowledge", "query", "QRS", "--url", f"http://127.0.0.1:{free_port()}"])
+    assert res.exit_code != 0 and "cannot reach the knowledge service" in str(res.exception)
+    res = runner.invoke(app, ["knowledge", "query", "QRS", "--url", "file:///etc/passwd"])
+    assert res.exit_code != 0 and "must look like http://host:port" in str(res.exception)
+    assert ray.is_initialized() == ray_before
+    assert ray.is_initialized() == ray_before
