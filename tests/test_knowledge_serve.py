@@ -190,4 +190,3 @@ def test_cli_refuses_bad_input_in_one_line_without_starting_ray(tmp_path):
     res = runner.invoke(app, ["knowledge", "query", "QRS", "--url", "file:///etc/passwd"])
     assert res.exit_code != 0 and "must look like http://host:port" in str(res.exception)
     assert ray.is_initialized() == ray_before
-    assert ray.is_initialized() == ray_before
