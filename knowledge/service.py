@@ -208,7 +208,7 @@ def build_app(index: str, knowledge: KnowledgeConfig | None = None, serve_cfg: S
             from merl.core.env import apply_defaults
             from merl.knowledge.index import KnowledgeIndex
 
-            apply_defaults(offline=True)
+            apply_defaults()  # offline or not as the driver was: ensure_ray forwards its HF_* settings
             self.cfg = KnowledgeConfig.model_validate(knowledge)
             self.serve_cfg = ServeConfig.model_validate(serve_cfg)
             torch.set_num_threads(max(1, int(self.serve_cfg.num_cpus)))
