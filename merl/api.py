@@ -12,6 +12,9 @@ exactly as ``merl classify`` and ``merl evaluate`` do. Two levels:
   ``embed_ecg(signals_mv, fs)`` and ``classify(signals_mv, fs, labels=... | prompts=...)``
   resample, crop/pad, normalise and order the leads as the bundle's config says
   (``prepare``), then embed / score. Absent leads are masked (``lead_mask``), never guessed.
+
+``KnowledgeClient(url)`` queries a running knowledge service (`merl knowledge serve`):
+``.query(text, k=...)`` and ``.prompts(task=... | labels=...)``.
 """
 
 from __future__ import annotations
@@ -25,7 +28,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from merl.knowledge.client import KnowledgeClient, KnowledgeServiceError
 from merl.training.export import Bundle, load_bundle
+
+__all__ = ["MERL", "KnowledgeClient", "KnowledgeServiceError", "ZeroShotResult", "load", "read_ecgs"]
 
 log = logging.getLogger(__name__)
 
