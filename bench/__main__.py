@@ -4,7 +4,7 @@ Each module exposes ``run(report, workdir)``; ``report(name, value, unit)`` prin
 ``BENCH`` line. A ratio against a baseline measured in the same run uses unit ``x``.
 Numbers on synthetic data are labelled as such by the module that prints them.
 ``python -m bench gpu [options]`` is the separate GPU check (:mod:`bench.gpu`), never part of
-the default set.
+the default set. ``python -m bench serve`` runs one module alone (here the knowledge service load test).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 
 from merl.core.env import apply_defaults
 
-MODULES = ["synth", "ingest", "train", "loader", "shuffle", "retrieval", "sim2real"]
+MODULES = ["synth", "ingest", "train", "loader", "shuffle", "retrieval", "serve", "sim2real"]
 
 
 def report(name: str, value: float, unit: str) -> None:

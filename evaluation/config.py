@@ -43,6 +43,28 @@ class EvalConfig(StrictModel):
     seed: int = Field(42, description="seed of the probing subsamples")
     out: str = Field("runs/eval", description="output folder: results.json, plots/")
     plots: bool = Field(True, description="write ROC curve and per-class AUC PNGs")
+    leads: str | None = Field(None, description="score with only these leads of every record, e.g. 'I,II,V1' "
+                                                "(default: every lead a record has)")
+    lead_sets: list[str] = Field(
+        default_factory=list,
+        description="also score zero-shot with each lead set: 12, limb6, chest6, or names joined by + (I+II); "
+                    "results.json lead_sets, a table and plots/lead_sets.png",
+    )
+
+    @field_validator("leads")
+    @classmethod
+    def _leads(cls, v: str | None) -> str | None:
+        from merl.training.data.canonical import parse_leads
+
+        return ",".join(parse_leads(v)) if v else None
+
+    @field_validator("lead_sets", mode="before")
+    @classmethod
+    def _lead_sets(cls, v):
+        from merl.evaluation.leadsets import parse_lead_sets
+
+        items = v.split(",") if isinstance(v, str) else list(v or [])
+        return [label for label, _ in parse_lead_sets(items)]
 
     @field_validator("tasks")
     @classmethod

@@ -22,6 +22,7 @@ from typing import Any
 from merl.core.io import atomic_write_text, makedirs
 from merl.core.tasks import TASKS
 from merl.core.uri import join
+from merl.evaluation.leadsets import LeadSetResult
 from merl.evaluation.linear_probe import LinearProbeResult
 from merl.evaluation.zeroshot import ZeroShotResult
 
@@ -50,6 +51,7 @@ class EvalReport:
     prompts_name: str = "prompts"  # the name of the prompt set ``zeroshot`` was scored with
     prompt_files: dict[str, str | None] = field(default_factory=dict)  # set name -> prompts file (None = names)
     alternatives: dict[str, list[ZeroShotResult]] = field(default_factory=dict)  # more sets, same records
+    lead_sets: list[LeadSetResult] = field(default_factory=list)  # reduced-lead zero-shot (evaluation.leadsets)
 
     @property
     def synthetic(self) -> bool:
@@ -124,6 +126,7 @@ class EvalReport:
             "prompts_truncated": self.prompts_truncated(),
             "paper_comparison": self.comparison(),
             "linear_probe": [p.summary() for p in self.probes],
+            **({"lead_sets": [r.summary() for r in self.lead_sets]} if self.lead_sets else {}),
         })
 
 
@@ -215,6 +218,10 @@ def render_tables(report: EvalReport) -> list:
             by = {f.fraction: f for f in p.fits}
             lp.add_row(p.task, *[fmt_ci(by[f].macro_auc, by[f].macro_auc_ci) if f in by else "-" for f in fracs])
         tables.append(lp)
+    if report.lead_sets:
+        from merl.evaluation.leadsets import lead_set_table
+
+        tables.append(lead_set_table(report.lead_sets))
     return tables
 
 
@@ -248,6 +255,10 @@ def write_report(report: EvalReport, out_dir: str | Path, plots: bool = True) ->
             if r.n_records:
                 written["plots"].append(str(roc_curves(r, join(out, "plots", f"{r.task}_roc.png"))))
                 written["plots"].append(str(auc_bars(r, join(out, "plots", f"{r.task}_auc.png"))))
+        if report.lead_sets:
+            from merl.evaluation.leadsets import lead_set_plot
+
+            written["plots"].append(str(lead_set_plot(report.lead_sets, join(out, "plots", "lead_sets.png"))))
     atomic_write_text(join(out, "results.json"), json.dumps(report.to_dict(), indent=2, allow_nan=False))
     return written
 

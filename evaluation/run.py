@@ -53,6 +53,9 @@ def run_evaluation(cfg: EvalConfig, model=None, tokenizer=None, data_cfg=None) -
 
         bundle = load_bundle(cfg.model, cfg.device)
         model, tokenizer, data_cfg = bundle.model, bundle.tokenizer, bundle.config.data
+    from merl.training.data.canonical import leads_mask
+
+    only = leads_mask(cfg.leads.split(",")) if cfg.leads else None
     results: dict[str, list] = {name: [] for name in sets}
     probes = []
     ecg_cache: dict = {}  # each folder's split embedded once, for every task and prompt set on it
@@ -63,7 +66,7 @@ def run_evaluation(cfg: EvalConfig, model=None, tokenizer=None, data_cfg=None) -
                 model, tokenizer, task, shards, data_cfg, prompts=set_prompts[name][task], split=cfg.split,
                 batch_size=cfg.batch_size, device=cfg.device, progress=True, max_prompt_tokens=cfg.max_prompt_tokens,
                 n_boot=cfg.n_boot, seed=cfg.boot_seed, ci_level=cfg.ci_level, task=tasks[task],
-                min_records=cfg.min_records, ecg_cache=ecg_cache))
+                min_records=cfg.min_records, ecg_cache=ecg_cache, leads=only))
         if cfg.linear_probe:
             log.info("linear probe %s: fractions %s", task, cfg.probe_fractions)
             probes.append(evaluate_linear_probe(model, task, shards, data_cfg, cfg.probe_fractions, cfg.seed,
@@ -74,6 +77,13 @@ def run_evaluation(cfg: EvalConfig, model=None, tokenizer=None, data_cfg=None) -
     zeroshot = results.pop(main)
     report = EvalReport(zeroshot, probes, meta={"model": cfg.model, "config": cfg.model_dump(mode="json")},
                         prompts_name=main, prompt_files=sets, alternatives=results)
+    if cfg.lead_sets:
+        from merl.evaluation.leadsets import evaluate_lead_sets
+
+        log.info("zero-shot by lead set: %s", ", ".join(cfg.lead_sets))
+        report.lead_sets = evaluate_lead_sets(model, tokenizer, cfg.tasks, data_cfg, cfg.lead_sets,
+                                              prompts=set_prompts[main], split=cfg.split, batch_size=cfg.batch_size,
+                                              device=cfg.device, max_prompt_tokens=cfg.max_prompt_tokens)
     if bundle is not None:
         from merl.evaluation.comparable import RunFacts, paper_comparability
 

@@ -88,6 +88,7 @@ def evaluate_zeroshot(
     task=None,
     min_records: int | None = None,
     ecg_cache: dict | None = None,
+    leads: np.ndarray | None = None,
 ) -> ZeroShotResult:
     """Zero-shot metrics of ``model`` on one task's ``split`` of ``shards_dir``.
 
@@ -100,14 +101,15 @@ def evaluate_zeroshot(
     prompt sets scored on the same records share their resamples (a paired comparison).
     ``task`` (a :class:`~merl.core.tasks.Task`) and ``min_records`` override the published
     label set and minimum count, and ``ecg_cache`` embeds each split once for several calls
-    (:func:`merl.training.zeroshot.score_split`).
+    (:func:`merl.training.zeroshot.score_split`). ``leads`` ((12,) bool, canonical order): only these leads of every
+    record are used.
     """
     from merl.training.metrics import bootstrap_aucs, resample_counts, task_metrics, task_seed
     from merl.training.zeroshot import score_split
 
     s = score_split(model, tokenizer, task if task is not None else task_name, shards_dir, data_cfg,
                     prompts=prompts, split=split, batch_size=batch_size, device=device, progress=progress,
-                    max_prompt_tokens=max_prompt_tokens, min_records=min_records, ecg_cache=ecg_cache)
+                    max_prompt_tokens=max_prompt_tokens, min_records=min_records, ecg_cache=ecg_cache, leads=leads)
     synthetic = is_synthetic(shards_dir)
     if len(s.ids) == 0 or not s.labels:
         nan = float("nan")

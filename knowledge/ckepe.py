@@ -321,3 +321,35 @@ def generate_prompts(
     inputs = [{"label": lab, "ontology": ontology, "task": task} for lab in labels]
     results = chain.batch(inputs, config={"max_concurrency": max_concurrency if llm is not None else 1})
     return dict(zip(labels, results))
+
+
+def prompt_labels(task: str | None, labels: list[str] | None, ontology: str | None) -> tuple[list[str], str | None]:
+    """(labels, ontology) to prompt: a benchmark task's (its own ontology) or the given list."""
+    from merl.core.config import ConfigError
+
+    if bool(task) == bool(labels):
+        raise ConfigError("give exactly one of a task or a list of labels")
+    if not task:
+        return list(labels), ontology
+    from merl.core.tasks import get_task
+
+    try:
+        t = get_task(task)
+    except KeyError as e:
+        raise ConfigError(str(e.args[0])) from None
+    if ontology and ontology != t.ontology:
+        raise ConfigError(f"task {task} uses ontology {t.ontology!r}, not {ontology!r}")
+    return list(t.labels), t.ontology
+
+
+def provenance(index: str, task: str | None, ontology: str | None, model: str | None,
+               cfg: KnowledgeConfig, results: dict[str, PromptResult]) -> dict:
+    """How the prompts were made: written beside prompts.json and returned by the service."""
+    return {
+        "index": index,
+        "task": task,
+        "ontology": ontology,
+        "model": model or OFFLINE,
+        "grounding_threshold": cfg.grounding_threshold,
+        "labels": {lab: r.model_dump(mode="json") for lab, r in results.items()},
+    }

@@ -213,11 +213,13 @@ class KnowledgeIndex:
         filter: MetadataFilter | None = None,
         score_threshold: float | None = None,
         lexical_weight: float = 0.0,
+        vector: Sequence[float] | None = None,
     ) -> list[tuple[Document, float]]:
         """Top-``k`` passages for ``query``. With ``lexical_weight`` w > 0 (similarity search
         only) the score is ``(1 - w) * cosine + w * tfidf_cosine`` over the union of both
-        top candidate lists; w = 0 is pure dense search."""
-        vec = self.embeddings.embed_query(query)
+        top candidate lists; w = 0 is pure dense search. ``vector`` is ``query``'s embedding
+        when the caller already has it (the service embeds queries in batches)."""
+        vec = self.embeddings.embed_query(query) if vector is None else list(map(float, vector))
         if lexical_weight > 0 and not mmr:
             return self.hybrid_search(
                 query, vec, k, lexical_weight, fetch_k=fetch_k, filter=filter, score_threshold=score_threshold

@@ -12,6 +12,7 @@ Every returned ``Document`` is a copy whose metadata add ``score``, ``rank`` and
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Optional
 
 from langchain_core.callbacks import CallbackManagerForRetrieverRun
@@ -20,7 +21,14 @@ from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict
 
 from merl.knowledge.index import KnowledgeIndex, metadata_filter
-from merl.knowledge.schema import KnowledgeEntry
+from merl.knowledge.schema import ONTOLOGIES, Category, KnowledgeEntry
+
+# The metadata a query may filter on, and the values each takes (the CLI and the service check these).
+FILTER_VALUES: dict[str, tuple[str, ...]] = {
+    "ontology": ONTOLOGIES,
+    "category": tuple(c.value for c in Category),
+    "kind": ("entry", "user"),
+}
 
 
 def expansion_text(entry: KnowledgeEntry) -> str:
@@ -65,10 +73,19 @@ class KnowledgeRetriever(BaseRetriever):
             hits = {e.id: e for e in kb.lookup_term(q) if self.ontology is None or self.ontology in e.codes.ontologies()}
         return list(hits.values())
 
-    def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun) -> list[Document]:
-        keep = metadata_filter(self.ontology, self.category, self.kind)
+    def plan(self, query: str) -> tuple[list[KnowledgeEntry], str]:
+        """(entries the query names exactly, the text to embed for the vector search)."""
         entries = self.code_hits(query)
-        text = "; ".join(expansion_text(e) for e in entries) if entries else query
+        return entries, "; ".join(expansion_text(e) for e in entries) if entries else query
+
+    def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun) -> list[Document]:
+        return self.retrieve(query)
+
+    def retrieve(self, query: str, vector: Optional[Sequence[float]] = None) -> list[Document]:
+        """The ranked passages; ``vector`` is the embedding of ``plan(query)[1]`` when the caller
+        computed it already (the service embeds many queries in one batch)."""
+        keep = metadata_filter(self.ontology, self.category, self.kind)
+        entries, text = self.plan(query)
         out: list[Document] = []
         seen: set[str] = set()
         for e in entries:
@@ -85,6 +102,7 @@ class KnowledgeRetriever(BaseRetriever):
             filter=keep,
             score_threshold=self.score_threshold,
             lexical_weight=self.lexical_weight,
+            vector=vector,
         )
         for doc, score in hits:
             if doc.id not in seen:
@@ -102,3 +120,22 @@ class KnowledgeRetriever(BaseRetriever):
             metadata={**doc.metadata, "score": round(float(score), 6), "match": match, "query_text": query_text},
             id=doc.id,
         )
+
+
+def result_rows(docs: list[Document]) -> list[dict]:
+    """Retrieved passages as JSON-ready rows: what `merl knowledge query --json` prints and the
+    service's ``POST /query`` returns."""
+    return [
+        {
+            "rank": d.metadata["rank"],
+            "score": d.metadata["score"],
+            "match": d.metadata["match"],
+            "concept_id": d.metadata.get("concept_id"),
+            "name": d.metadata.get("name"),
+            "codes": d.metadata.get("codes", {}),
+            "source": d.metadata.get("source"),
+            "id": d.id,
+            "text": d.page_content,
+        }
+        for d in docs
+    ]

@@ -7,10 +7,14 @@ exactly as ``merl classify`` and ``merl evaluate`` do. Two levels:
 * tensors the model sees: ``encode_ecg(x)`` with ``x`` an already prepared float tensor
   [B, 12, L], ``encode_text(input_ids, attention_mask)``;
 * raw signals in mV at any sampling rate, leads in the canonical order I, II, III, aVR, aVL,
-  aVF, V1-V6 (:func:`read_ecgs` reads WFDB records and shards that way):
+  aVF, V1-V6 (:func:`read_ecgs` reads WFDB records and shards that way, with each record's
+  lead mask), or any subset named by ``leads=["I", "II"]`` (rows in that order):
   ``embed_ecg(signals_mv, fs)`` and ``classify(signals_mv, fs, labels=... | prompts=...)``
   resample, crop/pad, normalise and order the leads as the bundle's config says
-  (``prepare``), then embed / score.
+  (``prepare``), then embed / score. Absent leads are masked (``lead_mask``), never guessed.
+
+``KnowledgeClient(url)`` queries a running knowledge service (`merl knowledge serve`):
+``.query(text, k=...)`` and ``.prompts(task=... | labels=...)``.
 """
 
 from __future__ import annotations
@@ -24,7 +28,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from merl.knowledge.client import KnowledgeClient, KnowledgeServiceError
 from merl.training.export import Bundle, load_bundle
+
+__all__ = ["MERL", "KnowledgeClient", "KnowledgeServiceError", "ZeroShotResult", "load", "read_ecgs"]
 
 log = logging.getLogger(__name__)
 
@@ -43,14 +50,34 @@ class ZeroShotResult:
         return [self.classes[i] for i in self.probs.argmax(axis=1)] if len(self.probs) else []
 
 
-def _batch(signals_mv: Any) -> np.ndarray:
+def _batch(signals_mv: Any, leads: Sequence[str] | str | None = None,
+           lead_mask: Any = None) -> tuple[np.ndarray, np.ndarray]:
+    """Signals [N, k, L] (or [k, L]) -> ([N, 12, L] canonical order, [N, 12] bool mask).
+
+    ``leads`` names the k rows (aliases such as MLII allowed); without it k must be 12, in the
+    canonical order. ``lead_mask`` [N, 12] (or [12]) marks canonical leads absent besides."""
+    from merl.training.data.canonical import parse_leads
+    from merl.training.data.schema import LEADS
+
     x = np.asarray(signals_mv.detach().cpu() if isinstance(signals_mv, torch.Tensor) else signals_mv,
                    dtype=np.float32)
     if x.ndim == 2:
         x = x[None]
-    if x.ndim != 3 or x.shape[1] != 12:
-        raise ValueError(f"expected ECG signals [N, 12, L] or [12, L] in mV, got shape {tuple(x.shape)}")
-    return x
+    names = parse_leads(leads) if leads is not None else list(LEADS)
+    if x.ndim != 3 or x.shape[1] != len(names):
+        raise ValueError(f"expected ECG signals [N, {len(names)}, L] or [{len(names)}, L] in mV "
+                         f"({'leads ' + ','.join(names) if leads is not None else 'the 12 leads'}), "
+                         f"got shape {tuple(x.shape)}")
+    if len(set(names)) != len(names):
+        raise ValueError(f"leads named twice: {names}")
+    out = np.zeros((x.shape[0], len(LEADS), x.shape[2]), np.float32)
+    mask = np.zeros((x.shape[0], len(LEADS)), bool)
+    rows = [LEADS.index(n) for n in names]
+    out[:, rows] = x
+    mask[:, rows] = True
+    if lead_mask is not None:
+        mask &= np.broadcast_to(np.asarray(lead_mask, dtype=bool), mask.shape)
+    return np.where(mask[..., None], out, np.float32(0)), mask
 
 
 class MERL:
@@ -80,10 +107,13 @@ class MERL:
 
     # -- tensors as the model sees them -------------------------------------------------
     @torch.no_grad()
-    def encode_ecg(self, x: torch.Tensor, normalize: bool = False) -> torch.Tensor:
+    def encode_ecg(self, x: torch.Tensor, normalize: bool = False, lead_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Prepared ECG tensor [B, 12, L] (as :meth:`prepare` returns: normalised, rows in
-        ``config.data.lead_order``) -> projected embedding [B, D] (unit rows with ``normalize``)."""
-        return self.model.encode_ecg(torch.as_tensor(x, dtype=torch.float32).to(self.device), normalize=normalize)
+        ``config.data.lead_order``) -> projected embedding [B, D] (unit rows with ``normalize``).
+        ``lead_mask`` [B, 12] bool in the same row order (None: all present)."""
+        mask = None if lead_mask is None else torch.as_tensor(lead_mask, dtype=torch.bool).to(self.device)
+        return self.model.encode_ecg(torch.as_tensor(x, dtype=torch.float32).to(self.device), normalize=normalize,
+                                     lead_mask=mask)
 
     @torch.no_grad()
     def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, normalize: bool = False) -> torch.Tensor:
@@ -101,29 +131,47 @@ class MERL:
         return self.encode_text(*self.tokenize(texts), normalize=normalize)
 
     # -- raw signals -------------------------------------------------------------------
-    def prepare(self, signals_mv: Any, fs: int) -> np.ndarray:
-        """[N, 12, L] (or [12, L]) mV at ``fs`` Hz -> the float32 input the model was trained on."""
+    def prepare(self, signals_mv: Any, fs: int, leads: Sequence[str] | str | None = None,
+                lead_mask: Any = None) -> np.ndarray:
+        """[N, k, L] (or [k, L]) mV at ``fs`` Hz -> the float32 input the model was trained on
+        ([N, 12, n], absent leads zero; :meth:`model_mask` gives the matching mask)."""
         from merl.training.data.transforms import prepare_ecg_batch
 
-        return prepare_ecg_batch(_batch(signals_mv), fs, self.config.data)
+        x, mask = _batch(signals_mv, leads, lead_mask)
+        return prepare_ecg_batch(x, fs, self.config.data, lead_mask=mask)
 
-    def embed_ecg(self, signals_mv: Any, fs: int, normalize: bool = True, batch_size: int = 64) -> torch.Tensor:
-        """Raw signals -> ECG embeddings [N, D] (unit rows by default)."""
+    def model_mask(self, n: int, leads: Sequence[str] | str | None = None, lead_mask: Any = None) -> np.ndarray:
+        """The [n, 12] bool lead mask :meth:`encode_ecg` takes with :meth:`prepare`'s output."""
+        from merl.training.data.transforms import model_lead_mask
+
+        _, mask = _batch(np.zeros((n, 12 if leads is None else len(_names(leads)), 1), np.float32), leads, lead_mask)
+        return model_lead_mask(mask, n, self.config.data)
+
+    def embed_ecg(self, signals_mv: Any, fs: int, normalize: bool = True, batch_size: int = 64,
+                  leads: Sequence[str] | str | None = None, lead_mask: Any = None) -> torch.Tensor:
+        """Raw signals -> ECG embeddings [N, D] (unit rows by default). ``leads``: the names of the
+        rows when they are not the 12 standard leads in order; ``lead_mask``: leads absent besides."""
         from merl.training.infer import embed_signals
 
-        return embed_signals(self.bundle, _batch(signals_mv), fs, normalize=normalize, batch_size=batch_size)
+        x, mask = _batch(signals_mv, leads, lead_mask)
+        return embed_signals(self.bundle, x, fs, normalize=normalize, batch_size=batch_size, lead_mask=mask)
 
-    def probe_features(self, signals_mv: Any, fs: int, batch_size: int = 64) -> torch.Tensor:
+    def probe_features(self, signals_mv: Any, fs: int, batch_size: int = 64, leads: Sequence[str] | str | None = None,
+                       lead_mask: Any = None) -> torch.Tensor:
         """Raw signals -> the frozen encoder's features for a linear probe [N, C]."""
         from merl.training.infer import embed_signals
 
-        return embed_signals(self.bundle, _batch(signals_mv), fs, features="backbone", batch_size=batch_size)
+        x, mask = _batch(signals_mv, leads, lead_mask)
+        return embed_signals(self.bundle, x, fs, features="backbone", batch_size=batch_size, lead_mask=mask)
 
     def classify(self, signals_mv: Any, fs: int, labels: Sequence[str] | None = None,
                  prompts: Mapping[str, str] | str | Path | None = None, batch_size: int = 64,
-                 max_prompt_tokens: int | None = None) -> ZeroShotResult:
+                 max_prompt_tokens: int | None = None, leads: Sequence[str] | str | None = None,
+                 lead_mask: Any = None) -> ZeroShotResult:
         """Zero-shot classification of raw signals against class names (``labels``, each its own
         prompt) or ``prompts`` ({class: prompt}, or a prompts JSON file such as `merl prompts` writes).
+        ``leads`` names the signal rows (any subset, e.g. ``["MLII", "V5"]``); ``lead_mask``
+        [N, 12] marks canonical leads absent (as :func:`read_ecgs` returns it).
 
         Prompts are encoded up to ``max_prompt_tokens``, by default the text model's maximum
         (not ``config.data.max_text_tokens``, the training reports' limit); a prompt still
@@ -144,17 +192,27 @@ class MERL:
         if self.info.get("encoder_only"):
             log.warning("this bundle holds an imported ECG encoder only: its heads are untrained, "
                         "so zero-shot scores are meaningless (use probe_features)")
-        sim, probs = zero_shot(self.bundle, _batch(signals_mv), fs, class_prompts, batch_size, max_prompt_tokens)
+        x, mask = _batch(signals_mv, leads, lead_mask)
+        sim, probs = zero_shot(self.bundle, x, fs, class_prompts, batch_size, max_prompt_tokens, lead_mask=mask)
         return ZeroShotResult(list(class_prompts), list(class_prompts.values()), probs, sim)
 
 
-def read_ecgs(path: str | Path) -> tuple[list[str], np.ndarray, int]:
-    """(record ids, signals [N, 12, L] in mV with leads in the canonical order, fs) from one
-    WFDB record (path without extension) or a prepared shard folder (local or a URI): input for
-    ``embed_ecg`` and ``classify``. Leads are matched by name, whatever order the file stores them in."""
+def _names(leads: Sequence[str] | str) -> list[str]:
+    from merl.training.data.canonical import parse_leads
+
+    return parse_leads(leads)
+
+
+def read_ecgs(path: str | Path, leads: Sequence[str] | str | None = None):
+    """Records from one WFDB record (path without extension) or a prepared shard folder (local
+    or a URI): an ``EcgInputs`` with ``ids``, ``signals`` [N, 12, L] mV in the canonical lead
+    order, ``fs`` and ``lead_mask`` [N, 12]; it unpacks as ``ids, signals, fs``. Leads are
+    matched by header name (aliases such as MLII included), whatever order the file stores
+    them in; absent ones are masked. ``leads`` ("I,II,V1"): use only these. Pass
+    ``lead_mask=`` on to ``classify`` / ``embed_ecg``."""
     from merl.training.infer import load_inputs
 
-    return load_inputs(path)
+    return load_inputs(path, leads)
 
 
 def load(path: str | Path, device: str = "cpu") -> MERL:

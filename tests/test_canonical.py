@@ -7,7 +7,7 @@ import pytest
 from ecg_fixtures import MIMIC_ORDER, canonical_signal, reorder
 
 from merl.core.config import ConfigError, validate
-from merl.training.data.canonical import CanonConfig, canonicalize, repair_nonfinite, select_leads
+from merl.training.data.canonical import CanonConfig, canonicalize, canonicalize_masked, repair_nonfinite, select_leads
 from merl.training.data.readers import RawSignal, RecordError
 from merl.training.data.schema import LEADS
 
@@ -21,16 +21,16 @@ def test_select_leads_by_name_case_insensitive_drops_extras():
     assert present == list(range(12))
 
 
-def test_missing_leads_quarantined_or_zero_filled():
+def test_missing_leads_zero_filled_or_quarantined():
     sig = canonical_signal(n=10)[:2]
     with pytest.raises(RecordError, match=r"missing leads: III, aVR"):
-        select_leads(sig, ["I", "II"])
-    out, present = select_leads(sig, ["I", "II"], zero_fill=True)
+        select_leads(sig, ["I", "II"], zero_fill=False)
+    out, present = select_leads(sig, ["I", "II"])
     np.testing.assert_array_equal(out[:2], sig)
     np.testing.assert_array_equal(out[2:], 0)
     assert present == [0, 1]
-    with pytest.raises(RecordError, match="missing leads"):
-        select_leads(sig, ["MLII", "X"], zero_fill=True)  # nothing standard at all
+    with pytest.raises(RecordError, match=r"no recognisable lead \(has ECG1, X\)"):
+        select_leads(sig, ["ECG1", "X"])  # nothing standard at all
 
 
 def test_nan_repair_is_per_lead_along_time():
@@ -51,15 +51,20 @@ def test_nan_repair_is_per_lead_along_time():
         repair_nonfinite(dead)
 
 
-def test_flat_lead_quarantined_but_zero_filled_leads_are_not():
+def test_flat_and_missing_leads_are_masked_not_quarantined():
     sig = canonical_signal(n=5000)
-    sig[0] = 0.0
-    with pytest.raises(RecordError, match="flat lead: I"):
-        canonicalize(RawSignal(sig, 500, list(LEADS)))
-    assert canonicalize(RawSignal(sig, 500, list(LEADS)), CanonConfig(reject_flat_leads=False)).shape == (12, 5000)
+    sig[0] = 0.3
+    out, mask = canonicalize_masked(RawSignal(sig, 500, list(LEADS)))
+    assert not mask[0] and mask[1:].all() and np.all(out[0] == 0)
+    kept, mask = canonicalize_masked(RawSignal(sig, 500, list(LEADS)), CanonConfig(reject_flat_leads=False))
+    assert mask.all() and np.allclose(kept[0], 0.3)  # the reference keeps a constant lead as recorded
     two = canonical_signal(n=5000)[:2]
-    out = canonicalize(RawSignal(two, 500, ["I", "II"]), CanonConfig(zero_fill_missing_leads=True))
-    assert np.all(out[2:] == 0)
+    out, mask = canonicalize_masked(RawSignal(two, 500, ["I", "II"]))
+    assert np.all(out[2:] == 0) and mask.tolist() == [True, True] + [False] * 10
+    with pytest.raises(RecordError, match="missing leads"):
+        canonicalize(RawSignal(two, 500, ["I", "II"]), CanonConfig(zero_fill_missing_leads=False))
+    with pytest.raises(RecordError, match="no usable lead"):
+        canonicalize(RawSignal(np.ones((2, 5000)), 500, ["I", "II"]))
 
 
 def test_resampling_is_anti_aliased_and_keeps_in_band_signal():

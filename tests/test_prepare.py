@@ -30,11 +30,9 @@ def _damage_mimic(root):
     sig[-1] = np.nan  # V6 entirely missing samples
     write_wfdb(rec("40000003"), "40000003", sig, 500, MIMIC_ORDER)
     write_wfdb(rec("40000004"), "40000004", sig[:11], 500, MIMIC_ORDER[:11])
-    return {
+    return {  # 40000003 (V6 all NaN) and 40000004 (no V6) are kept with V6 masked
         "40000001": "truncated signal file 40000001.dat",
         "40000002": "missing header file",
-        "40000003": "all-NaN lead: V6",
-        "40000004": "missing leads: V6",
         "40000005": "report shorter than 4 words",
     }
 
@@ -48,13 +46,13 @@ def test_prepare_quarantines_bad_records_and_resumes(tmp_path, ray_local):
     res = prepare("mimic", root, out, cfg)
 
     m = read_manifest(out)
-    assert (m.counts.records, m.counts.quarantined) == (3, 5)
-    assert sum(m.counts.by_split.values()) == 3
+    assert (m.counts.records, m.counts.quarantined) == (5, 3)
+    assert sum(m.counts.by_split.values()) == 5
     q = [json.loads(line) for line in (out / "quarantine.jsonl").read_text().splitlines()]
     assert {e["id"]: e["reason"] for e in q}.keys() == expected_bad.keys()
     for e in q:
         assert e["reason"].startswith(expected_bad[e["id"]]) and e["source"] == "mimic" and e["path"]
-    assert res.quarantine_reasons["missing leads"] == 1
+    assert "missing leads" not in res.quarantine_reasons
 
     ids, splits = [], {}
     for info in m.shards:
@@ -67,9 +65,12 @@ def test_prepare_quarantines_bad_records_and_resumes(tmp_path, ray_local):
             splits[row["split"]] = splits.get(row["split"], 0) + 1
             sig = decode_signal(row["signal"], row["signal_scale"])
             assert sig.shape == (12, 5000)
-            np.testing.assert_allclose(sig.mean(axis=1), 0.1 * (np.arange(12) + 1), atol=0.02)  # aVL/aVF by name
+            v6 = row["id"] not in ("mimic:40000003", "mimic:40000004")
+            assert row["lead_mask"] == [True] * 11 + [v6]
+            want = 0.1 * (np.arange(12) + 1) * np.array([1] * 11 + [v6])
+            np.testing.assert_allclose(sig.mean(axis=1), want, atol=0.02)  # aVL/aVF by name; V6 masked = 0
             assert row["report"] == "sinus rhythm. normal ecg." and row["fs"] == 500
-    assert sorted(ids) == ["mimic:40000000", "mimic:40000006", "mimic:40000007"]
+    assert sorted(ids) == ["mimic:40000000", "mimic:40000003", "mimic:40000004", "mimic:40000006", "mimic:40000007"]
     assert {k: v for k, v in m.counts.by_split.items() if v} == splits
     assert m.config["records_per_shard"] == 2
 
@@ -93,7 +94,7 @@ def test_prepare_quarantines_bad_records_and_resumes(tmp_path, ray_local):
     r = runner.invoke(app, ["data", "prepare", "--dataset", "mimic", "--root", str(root), "--out", str(out),
                             "records_per_shard=2", "canonical.crop=centre"])
     assert r.exit_code == 0, r.output
-    assert "5 records quarantined" in r.output
+    assert "3 records quarantined" in r.output
     assert read_manifest(out).config["canonical"]["crop"] == "centre"
     png = tmp_path / "ecg.png"
     r = runner.invoke(app, ["data", "inspect", str(out), "--plot", "40000006", "--out", str(png)])
@@ -220,12 +221,10 @@ SYNTH_REASONS = {
     "truncated_dat": "truncated signal file",
     "truncated_mat": "truncated signal file",
     "missing_hea": "missing header file",
-    "nan_lead": "all-NaN lead: {d}",
-    "flat_lead": "flat lead: {d}",
-    "missing_lead": "missing leads: {d}",
     "empty_report": "empty report",
     "garbage_mat": "unreadable .mat",
 }
+MASKED_KINDS = ("nan_lead", "flat_lead", "missing_lead")  # kept, with the damaged lead masked
 
 
 @pytest.mark.slow
@@ -239,10 +238,20 @@ def test_prepare_synthetic_corpus_quarantines_exactly_the_damaged(tmp_path, ray_
     prepare(layout, root, tmp_path / "out", PrepareConfig(records_per_shard=8))
     q = {e["id"]: e["reason"] for e in map(json.loads, (tmp_path / "out" / "quarantine.jsonl").read_text().splitlines())}
     short = "report shorter than 4 words"  # terse synthetic reports: checked at index time, before signals
-    assert plan.keys() <= q.keys() and all(q[k] == short for k in q.keys() - plan.keys())
+    masked = {rid for rid, r in plan.items()
+              if r["kind"] in MASKED_KINDS and not (layout == "cpsc2018" and r["kind"] == "missing_lead")}
+    assert plan.keys() - masked <= q.keys() and all(q[k] == short for k in q.keys() - plan.keys())
+    import pyarrow.dataset as pads
+
+    files = [str(f) for f in sorted((tmp_path / "out").glob("shard-*.parquet"))]
+    rows = pads.dataset(files, format="parquet").to_table(columns=["id", "lead_mask"]).to_pylist()
+    stored = {row["id"].split(":", 1)[1]: row["lead_mask"] for row in rows}
     for rid, r in plan.items():
         d = LEADS[int(r["detail"])] if r["detail"].isdigit() else r["detail"]  # CPSC .mat: a row index
-        want = SYNTH_REASONS[r["kind"]].format(d=d)
+        if rid in masked:
+            assert q.get(rid) == short or not stored[rid][LEADS.index(d)], (r, q.get(rid))
+            continue
+        want = SYNTH_REASONS.get(r["kind"], "").format(d=d)
         if layout == "cpsc2018" and r["kind"] == "missing_lead":
             want = "missing leads: ECG.data has 11 rows"  # no lead names in the file
         if layout == "cpsc2018" and r["kind"] == "truncated_mat":

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import wfdb
 
-from merl.training.data.canonical import CanonConfig, canonicalize
+from merl.training.data.canonical import CanonConfig, canonicalize, canonicalize_masked
 from merl.training.data.labels import load_scp_statements
 from merl.training.data.readers import RecordError, RecordRef, make_reader
 from merl.training.data.readers.cpsc2018 import read_cpsc_mat
@@ -32,9 +32,10 @@ def test_cinc2021_all_records(shared_dir, monkeypatch):
         np.testing.assert_array_equal(raw.signal, wfdb.rdrecord(ref.path).p_signal.T)
         assert [n.lower() for n in raw.leads] == [n.lower() for n in LEADS]
         assert canonicalize(raw, keep_flat).shape == (12, 5000) and raw.fs == 500
-        if ref.id == "JS20004":  # V2, V4, V6 are flat in the published record
-            with pytest.raises(RecordError, match="flat lead: V2"):
-                canonicalize(raw)
+        if ref.id == "JS20004":  # V2, V4, V6 are flat in the published record: masked, not quarantined
+            sig, mask = canonicalize_masked(raw)
+            assert [lead for lead, m in zip(LEADS, mask) if not m] == ["V2", "V4", "V6"]
+            assert np.all(sig[~mask] == 0) and np.all(sig[mask].std(axis=1) > 0)
         assert ref.snomed and ref.age is not None and ref.sex in ("M", "F")
     by_id = {r.id: reader.read(r)[1] for r in refs}
     assert by_id["E07500"].snomed == ["67741000119109", "426177001"]
@@ -62,9 +63,10 @@ def test_mitbih_100_missing_leads(shared_dir):
     np.testing.assert_array_equal(raw.signal, wfdb.rdrecord(str(path)).p_signal.T)
     assert raw.fs == 360 and raw.leads == ["MLII", "V5"]
     with pytest.raises(RecordError, match="missing leads"):
-        canonicalize(raw)
-    out = canonicalize(raw, CanonConfig(zero_fill_missing_leads=True))
-    assert out.shape == (12, 5000) and np.all(out[:10] == 0) and np.any(out[10] != 0)
+        canonicalize(raw, CanonConfig(zero_fill_missing_leads=False))
+    out, mask = canonicalize_masked(raw)  # MLII is lead II, V5 is V5; the rest masked
+    assert out.shape == (12, 5000) and [lead for lead, m in zip(LEADS, mask) if m] == ["II", "V5"]
+    assert np.all(out[~mask] == 0) and np.any(out[1] != 0) and np.any(out[10] != 0)
 
 
 def test_ptbxl_meta_rows(shared_dir, tmp_path):

@@ -71,8 +71,8 @@ class _Stepper:
     def cast_input(self, ecg):
         return ecg
 
-    def forward(self, ecg, ids, mask):
-        return self.module(ecg, ids, mask)
+    def forward(self, ecg, ids, mask, lead_mask=None):
+        return self.module(ecg, ids, mask, lead_mask)
 
     def backward_step(self, loss):
         loss.backward()

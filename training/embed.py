@@ -47,10 +47,15 @@ def embed_ecgs(
     batch_size: int = 64,
     features: Literal["projected", "backbone"] = "projected",
     progress: bool = True,
+    leads: np.ndarray | None = None,
 ) -> EcgEmbeddings:
     """ECG embeddings of a split: ``projected`` = unit-norm ``encode_ecg`` (zero-shot);
     ``backbone`` = ``model.probe_features``, the frozen encoder's features before any
     projection (linear probing; ``arch: paper`` = the reference's average-pooled features).
+
+    Each record's own lead mask (shards written before masks: all present) is applied;
+    ``leads`` (a (12,) bool mask in canonical order) further restricts every record to those
+    leads, as if only they had been recorded (reduced-lead evaluation).
 
     The model is put in eval mode for the call and restored after (the train loop calls
     this between epochs).
@@ -58,7 +63,7 @@ def embed_ecgs(
     import torch
     from tqdm.auto import tqdm
 
-    from merl.training.data.transforms import batch_fs, decode_batch, prepare_ecg_batch
+    from merl.training.data.transforms import batch_fs, decode_batch, decode_masks, model_lead_mask, prepare_ecg_batch
 
     device, dtype = device_dtype(model)
     was_training = model.training
@@ -71,12 +76,16 @@ def embed_ecgs(
         with torch.inference_mode():
             for batch in iter_signal_batches(shards_dir, split, ids, batch_size):
                 cols = batch.to_pydict()
-                x = prepare_ecg_batch(decode_batch(cols), batch_fs(cols), data_cfg)
+                masks = decode_masks(cols)
+                if leads is not None:
+                    masks &= np.asarray(leads, dtype=bool)[None]
+                x = prepare_ecg_batch(decode_batch(cols), batch_fs(cols), data_cfg, lead_mask=masks)
                 xt = torch.from_numpy(x).to(device=device, dtype=dtype)
+                mt = torch.from_numpy(model_lead_mask(masks, len(masks), data_cfg)).to(device)
                 if features == "backbone" and hasattr(model, "probe_features"):
-                    z = model.probe_features(xt)
+                    z = model.probe_features(xt, mt)
                 else:
-                    z = model.encode_ecg(xt, normalize=True)
+                    z = model.encode_ecg(xt, normalize=True, lead_mask=mt)
                 out_emb.append(z.float().cpu().numpy())
                 out_ids.extend(cols["id"])
                 bar.update(len(cols["id"]))

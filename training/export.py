@@ -107,6 +107,7 @@ def export_checkpoint(checkpoint_dir: str | Path, out_dir: str | Path,
 
     from merl.training.checkpoint import load_checkpoint
     from merl.training.model import build_model
+    from merl.training.model.leads import fill_missing_absence
 
     with local_copy(checkpoint_dir) as local:
         ckpt = load_checkpoint(local)
@@ -119,7 +120,7 @@ def export_checkpoint(checkpoint_dir: str | Path, out_dir: str | Path,
         return save_bundle(model, cfg, out_dir, info={"untrained": True, "seed": untrained_seed,
                                                       "config_from": str(checkpoint_dir)})
     model = build_model(cfg.model, cfg.loss, pretrained_text=False)
-    model.load_state_dict(ckpt.weights)
+    model.load_state_dict(fill_missing_absence(model, ckpt.weights))
     return save_bundle(model, cfg, out_dir)
 
 
@@ -143,6 +144,7 @@ def load_bundle(path: str | Path, device: str = "cpu") -> Bundle:
     from transformers import AutoTokenizer
 
     from merl.training.model import build_model
+    from merl.training.model.leads import fill_missing_absence
 
     root = Path(local_path(path))
     if not (root / CONFIG).is_file() or not (root / WEIGHTS).is_file():
@@ -152,7 +154,7 @@ def load_bundle(path: str | Path, device: str = "cpu") -> Bundle:
     local = cfg.model_copy(deep=True)
     local.model.text_model = str(root / TEXT_DIR)
     model = build_model(local.model, local.loss, pretrained_text=False)
-    model.load_state_dict(load_file(str(root / WEIGHTS)))
+    model.load_state_dict(fill_missing_absence(model, load_file(str(root / WEIGHTS))))
     model.to(device).eval()
     info = json.loads((root / SOURCE).read_text()) if (root / SOURCE).is_file() else {}
     return Bundle(model=model, tokenizer=AutoTokenizer.from_pretrained(str(root / TEXT_DIR)), config=local, info=info,

@@ -156,7 +156,8 @@ class Stepper(Protocol):
         """The ECG batch in the dtype the engine's weights expect (bf16 under DeepSpeed bf16)."""
         ...
 
-    def forward(self, ecg: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]: ...
+    def forward(self, ecg: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor,
+                lead_mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]: ...
 
     def backward_step(self, loss: torch.Tensor) -> bool:
         """Backward one micro-batch; True when that completed an optimizer step."""
@@ -203,9 +204,9 @@ class _DDPStepper:
     def _autocast(self):
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast)
 
-    def forward(self, ecg, ids, mask):
+    def forward(self, ecg, ids, mask, lead_mask=None):
         with self._autocast():
-            return self.model(self.cast_input(ecg), ids, mask)
+            return self.model(self.cast_input(ecg), ids, mask, lead_mask)
 
     def backward_step(self, loss) -> bool:
         self.micro += 1
@@ -313,8 +314,8 @@ class _DeepSpeedStepper:
     def cast_input(self, ecg):
         return ecg.to(torch.bfloat16) if self.bf16 else ecg  # the engine holds bf16 weights, no autocast
 
-    def forward(self, ecg, ids, mask):
-        return self.engine(self.cast_input(ecg), ids, mask)
+    def forward(self, ecg, ids, mask, lead_mask=None):
+        return self.engine(self.cast_input(ecg), ids, mask, lead_mask)
 
     def backward_step(self, loss) -> bool:
         boundary = self.engine.is_gradient_accumulation_boundary()
@@ -455,7 +456,7 @@ def validate(stepper: Stepper, shard, collate, cfg: TrainConfig, device) -> dict
         for batch in shard.iter_torch_batches(batch_size=cfg.data.batch_size, collate_fn=collate, device=device):
             batch = to_device(batch, device)
             ecg = stepper.cast_input(batch["ecg"])
-            out = module(ecg, batch["input_ids"], batch["attention_mask"])
+            out = module(ecg, batch["input_ids"], batch["attention_mask"], batch.get("lead_mask"))
             losses.append((float(clip_loss(out["ecg"], out["text"], out["logit_scale"], gather=False)[0]), len(ecg)))
             ecg_embs.append(out["ecg"].float().cpu())
             txt_embs.append(out["text"].float().cpu())
@@ -641,7 +642,7 @@ def run_epoch(w: _Worker, train_shard, loss_fn: MERLLoss) -> bool:
         if i < skip:
             continue  # consumed before the checkpoint this run resumed from
         batch = to_device(batch, w.device)
-        out = stepper.forward(batch["ecg"], batch["input_ids"], batch["attention_mask"])
+        out = stepper.forward(batch["ecg"], batch["input_ids"], batch["attention_mask"], batch.get("lead_mask"))
         loss = loss_fn(out)
         stepped = stepper.backward_step(loss.total)
         state.batch_in_epoch = i + 1

@@ -295,6 +295,7 @@ def score_split(
     max_prompt_tokens: int | None = None,
     min_records: int | None = None,
     ecg_cache: dict | None = None,
+    leads: np.ndarray | None = None,
 ) -> SplitScores:
     """Embed the task's labelled ``split`` records and score them against its class prompts.
 
@@ -306,7 +307,8 @@ def score_split(
     (:func:`~merl.training.data.tasklabels.task_with_labels`); ``split`` ``all`` scores every
     record; ``min_records`` overrides the task's minimum positives per label. ``ecg_cache``
     (a dict the caller keeps for one model) embeds each folder's split once and reuses it for
-    every task and prompt set scored on it.
+    every task and prompt set scored on it. ``leads`` ((12,) bool, canonical order): score
+    every record with only these of its leads (reduced-lead evaluation).
     """
     import torch
 
@@ -329,11 +331,12 @@ def score_split(
     text = class_embeddings(model, tokenizer, {lab: prompt_map[lab] for lab in labels}, limit)
     if ecg_cache is None:
         ecg = embed_ecgs(model, shards_dir, split, data_cfg, ids=list(sl.ids), batch_size=batch_size,
-                         progress=progress)
+                         progress=progress, leads=leads)
     else:
-        key = (str(shards_dir), split)
+        key = (str(shards_dir), split, None if leads is None else tuple(bool(x) for x in leads))
         if key not in ecg_cache:
-            ecg_cache[key] = embed_ecgs(model, shards_dir, split, data_cfg, batch_size=batch_size, progress=progress)
+            ecg_cache[key] = embed_ecgs(model, shards_dir, split, data_cfg, batch_size=batch_size, progress=progress,
+                                        leads=leads)
         whole = ecg_cache[key]
         pos = np.clip(np.searchsorted(whole.ids, sl.ids), 0, max(len(whole.ids) - 1, 0))
         ecg = EcgEmbeddings(whole.ids[pos], whole.emb[pos]) if len(whole.ids) else whole

@@ -72,6 +72,7 @@ def prepare_cmd(
     rows = [
         ("records", c.records),
         ("quarantined", c.quarantined),
+        ("with masked leads (kept)", c.masked),
         ("split", f"{sp.get('mode', '?')}" + (f" ({sp['list']})" if sp.get("list") else "")),
         ("excluded (not in the split list)", c.excluded),
         *[(f"  {k}", v) for k, v in c.by_split.items()],

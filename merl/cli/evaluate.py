@@ -34,13 +34,18 @@ def evaluate(
     out: Optional[str] = typer.Option(None, "--out", "-o", help="Output folder for results.json and plots/."),
     config: Optional[str] = typer.Option(None, "--config", "-c", help="EvalConfig YAML; flags override it."),
     per_class: bool = typer.Option(False, "--per-class", help="Also print per-class tables."),
+    leads: Optional[str] = typer.Option(None, "--leads", help="Score with only these leads of every record, "
+                                        "e.g. I,II,V1 (default: every lead a record has)."),
+    lead_sets: Optional[str] = typer.Option(None, "--lead-sets", help="Also score zero-shot per lead set, e.g. "
+                                            "12,limb6,I+II,I,II (named: 12, limb6, chest6; else names joined by +)."),
     overrides: list[str] = typer.Argument(None, help="key=value overrides of the config (e.g. batch_size=32)."),
 ) -> None:
     """Zero-shot classification (and optional linear probing) of a trained model on benchmark tasks.
 
     Writes OUT/results.json, OUT/plots/<task>_roc.png and <task>_auc.png, and prints the
     results with the paper's average for comparison. Numbers from synthetic shards are
-    labelled "synthetic".
+    labelled "synthetic". ``--lead-sets`` adds reduced-lead zero-shot AUCs (a table,
+    results.json ``lead_sets`` and plots/lead_sets.png).
     """
     from rich.console import Console
 
@@ -48,7 +53,8 @@ def evaluate(
     from merl.evaluation.config import EvalConfig
 
     data = read_yaml(config) if config else {}
-    flags = {"model": model, "prompts": prompts, "split": split, "device": device, "out": out}
+    flags = {"model": model, "prompts": prompts, "split": split, "device": device, "out": out, "leads": leads,
+             "lead_sets": lead_sets}
     data.update({k: v for k, v in flags.items() if v is not None})
     if task:
         data["tasks"] = {**data.get("tasks", {}), **_parse_tasks(task)}

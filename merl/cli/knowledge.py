@@ -28,9 +28,8 @@ def _cfg(config: Optional[Path], overrides: list[str]):
 
 def _parse_filters(filters: list[str], category: Optional[str]) -> dict:
     """``--filter key=value`` items (+ ``--category``) -> retriever filter fields, values checked."""
-    from merl.knowledge.schema import ONTOLOGIES, Category
+    from merl.knowledge.retriever import FILTER_VALUES as allowed
 
-    allowed = {"ontology": ONTOLOGIES, "category": tuple(c.value for c in Category), "kind": ("entry", "user")}
     out = {}
     for f in [*filters, *([f"category={category}"] if category else [])]:
         key, sep, value = f.partition("=")
@@ -92,7 +91,10 @@ def add(
 @app.command()
 def query(
     text: str = typer.Argument(..., help="A label code (CLBBB, 164909002), a term, or a free-text phrase."),
-    index_dir: str = typer.Option(..., "--index", "-i", help="Index directory (local or a URI)."),
+    index_dir: Optional[str] = typer.Option(None, "--index", "-i", help="Index directory (local or a URI)."),
+    url: Optional[str] = typer.Option(
+        None, "--url", help="A running `merl knowledge serve` (http://host:port), instead of loading --index here."
+    ),
     k: Optional[int] = typer.Option(None, "-k", help="Passages to return (default: config k)."),
     mmr: bool = typer.Option(False, "--mmr", help="Maximal marginal relevance (diverse passages)."),
     filters: list[str] = typer.Option([], "--filter", help="ontology=<name> | category=<name> | kind=entry|user."),
@@ -103,36 +105,33 @@ def query(
     set_: list[str] = _SET,
 ) -> None:
     """Search the index: codes are expanded from the ontology, phrases go to vector search."""
-    from merl.knowledge.index import KnowledgeIndex
-    from merl.knowledge.retriever import KnowledgeRetriever
-
-    cfg = _cfg(config, set_)
+    if bool(index_dir) == bool(url):
+        raise ConfigError("give exactly one of --index (search here) or --url (ask a running service)")
     f = _parse_filters(filters, category)
-    index = KnowledgeIndex.load(index_dir)
-    retriever = KnowledgeRetriever.from_config(
-        index, cfg, k=k, mmr=True if mmr else None, score_threshold=threshold, **f
-    )
-    docs = retriever.invoke(text)
-    rows = [
-        {
-            "rank": d.metadata["rank"],
-            "score": d.metadata["score"],
-            "match": d.metadata["match"],
-            "concept_id": d.metadata.get("concept_id"),
-            "name": d.metadata.get("name"),
-            "codes": d.metadata.get("codes", {}),
-            "source": d.metadata.get("source"),
-            "text": d.page_content,
-        }
-        for d in docs
-    ]
+    if url:
+        from merl.knowledge.client import KnowledgeClient
+
+        if config or set_:
+            raise ConfigError("--config/--set configure a search here; the service at --url uses its own config")
+        answer = KnowledgeClient(url).query(text, k=k, filters=f, mmr=mmr, threshold=threshold)
+        rows, used_mmr, used_k = answer["results"], answer["mmr"], answer["k"]
+    else:
+        from merl.knowledge.index import KnowledgeIndex
+        from merl.knowledge.retriever import KnowledgeRetriever, result_rows
+
+        cfg = _cfg(config, set_)
+        index = KnowledgeIndex.load(index_dir)
+        retriever = KnowledgeRetriever.from_config(
+            index, cfg, k=k, mmr=True if mmr else None, score_threshold=threshold, **f
+        )
+        rows, used_mmr, used_k = result_rows(retriever.invoke(text)), retriever.mmr, retriever.k
     if as_json:
         typer.echo(json.dumps({"query": text, "results": rows}, indent=2, ensure_ascii=False))
         return
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"{text!r} ({'mmr' if retriever.mmr else 'similarity'}, k={retriever.k})")
+    table = Table(title=f"{text!r} ({'mmr' if used_mmr else 'similarity'}, k={used_k})")
     for col in ("rank", "score", "concept", "codes", "source / snippet"):
         table.add_column(col, overflow="fold")
     for r in rows:
@@ -143,6 +142,37 @@ def query(
     Console().print(table)
     if not rows:
         typer.echo("no passage passed the filters / threshold")
+
+
+@app.command()
+def serve(
+    index_dir: str = typer.Option(..., "--index", "-i", help="Index directory every replica can read (local or a URI)."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind (loopback by default; 0.0.0.0 exposes it)."),
+    port: int = typer.Option(8000, "--port", help="HTTP port."),
+    replicas: int = typer.Option(1, "--replicas", help="Replicas, each with its own warm text encoder."),
+    cpus: float = typer.Option(1.0, "--cpus-per-replica", help="CPUs reserved per replica (its torch threads)."),
+    allow_llm: list[str] = typer.Option(
+        [], "--allow-llm", help="LLM spec a /prompts request may name (repeatable; default none: offline composer)."
+    ),
+    address: Optional[str] = typer.Option(
+        None, "--address", help="Ray cluster to deploy on (auto, host:port); default: an embedded local cluster."
+    ),
+    num_cpus: Optional[int] = typer.Option(None, "--num-cpus", help="CPUs of the embedded local cluster."),
+    config: Optional[Path] = _CONFIG,
+    set_: list[str] = _SET,
+) -> None:
+    """Serve the retriever and the CKEPE prompts over HTTP (Ray Serve) until Ctrl-C or `ray job stop`."""
+    from merl.knowledge.service import KnowledgeServer, ServeConfig
+
+    try:
+        serve_cfg = ServeConfig(host=host, port=port, replicas=replicas, num_cpus=cpus, allowed_llms=allow_llm)
+    except ValueError as e:  # pydantic's ValidationError
+        raise ConfigError(f"merl knowledge serve: {' '.join(str(e).split())}") from None
+    server = KnowledgeServer(index_dir, _cfg(config, set_), serve_cfg, address=address, num_cpus=num_cpus).start()
+    typer.echo(f"serving {index_dir} at {server.url} ({replicas} replica(s)); API docs at {server.url}/docs; "
+               "Ctrl-C stops it")
+    server.wait()
+    typer.echo("stopped")
 
 
 @app.command()
@@ -181,7 +211,7 @@ def prompts(
 ) -> None:
     """CKEPE: write knowledge-enhanced class prompts for a task or a label list."""
     from merl.core.io import atomic_write_text
-    from merl.knowledge.ckepe import generate_prompts
+    from merl.knowledge.ckepe import generate_prompts, prompt_labels, provenance
     from merl.knowledge.index import KnowledgeIndex
 
     if bool(task) == bool(labels):
@@ -191,18 +221,7 @@ def prompts(
         cfg.llm.model = llm
     if base_url:
         cfg.llm.base_url = base_url
-    if task:
-        from merl.core.tasks import get_task
-
-        try:
-            t = get_task(task)
-        except KeyError as e:
-            raise ConfigError(str(e.args[0])) from None
-        if ontology and ontology != t.ontology:
-            raise ConfigError(f"task {task} uses ontology {t.ontology!r}, not {ontology!r}")
-        label_list, ontology = list(t.labels), t.ontology
-    else:
-        label_list = [s.strip() for s in labels.split(",") if s.strip()]
+    label_list, ontology = prompt_labels(task, [s.strip() for s in (labels or "").split(",") if s.strip()], ontology)
     model = None
     if cfg.llm.model:
         from merl.knowledge.llm import make_chat_model
@@ -213,14 +232,7 @@ def prompts(
     atomic_write_text(out, json.dumps({lab: r.prompt for lab, r in results.items()}, indent=2, ensure_ascii=False) + "\n")
     head, sep, name = out.rpartition("/")  # string surgery: ``out`` may be a URI
     side = head + sep + f"{PurePosixPath(name).stem}.provenance.json"
-    prov = {
-        "index": str(index_dir),
-        "task": task,
-        "ontology": ontology,
-        "model": cfg.llm.model or "offline",
-        "grounding_threshold": cfg.grounding_threshold,
-        "labels": {lab: r.model_dump(mode="json") for lab, r in results.items()},
-    }
+    prov = provenance(str(index_dir), task, ontology, cfg.llm.model, cfg, results)
     atomic_write_text(side, json.dumps(prov, indent=2, ensure_ascii=False) + "\n")
     dropped = sum(len(r.attributes_dropped) for r in results.values())
     typer.echo(f"wrote {len(results)} prompts to {out} (provenance: {side}; {dropped} attribute(s) dropped by grounding)")

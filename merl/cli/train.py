@@ -184,10 +184,21 @@ def classify_cmd(
                               "(local or a URI)."),
     labels: Optional[str] = typer.Option(None, "--labels", help="Comma-separated class names (used as prompts)."),
     prompts: Optional[str] = typer.Option(None, "--prompts", help='JSON {"class": "prompt text", ...} (local or a URI).'),
-    top: int = typer.Option(50, "--top", help="Rows shown (the JSON output has all)."),
-    json_out: Optional[str] = typer.Option(None, "--json", help="Also write all scores as JSON here (local or a URI)."),
+    leads: Optional[str] = typer.Option(None, "--leads", help="Score with these leads only, e.g. I,II,V1 (aliases such "
+                                        "as MLII allowed); for a record whose header names no standard lead: the "
+                                        "names of its rows, in order. Default: every usable lead the header names."),
+    top_k: int = typer.Option(3, "--top-k", "-k", min=1, help="Classes shown per record (best first)."),
+    show_all: bool = typer.Option(False, "--all", help="Show the whole matrix: one column per class."),
+    top: int = typer.Option(50, "--top", help="Records (rows) shown; the --json/--csv files have all."),
+    json_out: Optional[str] = typer.Option(None, "--json", help="Write every score as JSON here (local or a URI)."),
+    csv_out: Optional[str] = typer.Option(None, "--csv", help="Write every score as CSV here: one row per record, "
+                                          "one column per class (local or a URI)."),
 ) -> None:
-    """Zero-shot per-class scores (softmax over classes) for ECG records."""
+    """Zero-shot per-class scores (softmax over classes) for ECG records, with any set of leads.
+
+    Prints one row per record: the leads used and the top classes with their scores
+    (``--all``: every class). ``--json`` / ``--csv`` write every score.
+    """
     if bool(labels) == bool(prompts):
         raise ConfigError("give exactly one of --labels A,B,C or --prompts prompts.json")
     if prompts:
@@ -200,32 +211,69 @@ def classify_cmd(
         names = [x.strip() for x in labels.split(",") if x.strip()]
         class_prompts = {n: n for n in names}
     from rich.console import Console
-    from rich.table import Table
 
     from merl.api import load, read_ecgs
 
-    ids, signals, fs = read_ecgs(input)
-    result = load(model).classify(signals, fs, prompts=class_prompts)
-    probs, classes = result.probs, result.classes
+    records = read_ecgs(input, leads)
+    result = load(model).classify(records.signals, records.fs, prompts=class_prompts, lead_mask=records.lead_mask)
     synthetic = _is_shard_folder(input) and _is_synthetic(input)
-    table = Table(title=f"zero-shot scores ({len(ids)} {'synthetic ' if synthetic else ''}records)")
-    table.add_column("record")
-    for c in classes:
-        table.add_column(c, justify="right")
-    table.add_column("top")
-    for rid, row in list(zip(ids, probs))[:top]:
-        table.add_row(rid, *[f"{p:.3f}" for p in row], classes[int(row.argmax())])
-    Console().print(table)
-    if json_out:
+    from merl.training.data.canonical import describe_leads
+
+    used = [",".join(records.leads_of(i)) or "none" for i in range(len(records.ids))]
+    Console().print(classify_table(records.ids, [describe_leads(m) for m in records.lead_mask], result.classes,
+                                   result.probs, top_k=top_k, show_all=show_all, rows=top, synthetic=synthetic))
+    if json_out or csv_out:
         from merl.core.io import atomic_write_text
 
-        atomic_write_text(
-            json_out,
-            json.dumps(
-                {"classes": classes, "scores": {rid: dict(zip(classes, map(float, row))) for rid, row in zip(ids, probs)}},
-                indent=2,
-            ),
-        )
+        if json_out:
+            atomic_write_text(json_out, json.dumps({
+                "classes": result.classes,
+                "leads": dict(zip(records.ids, used)),
+                "scores": {rid: dict(zip(result.classes, map(float, row))) for rid, row in zip(records.ids, result.probs)},
+            }, indent=2))
+        if csv_out:
+            atomic_write_text(csv_out, classify_csv(records.ids, used, result.classes, result.probs))
+
+
+def classify_table(ids, used_leads, classes, probs, *, top_k: int = 3, show_all: bool = False, rows: int = 50,
+                   synthetic: bool = False):
+    """Records in rows: the leads used (short labels), then the ``top_k`` classes with scores (a table that fits a
+    terminal whatever the number of classes), or every class as a column with ``show_all``."""
+    import numpy as np
+    from rich.table import Table
+
+    shown = list(zip(ids, used_leads, probs))[:rows]
+    more = f", first {len(shown)} shown" if len(shown) < len(ids) else ""
+    table = Table(title=f"zero-shot scores ({len(ids)} {'synthetic ' if synthetic else ''}records, "
+                        f"{len(classes)} classes{more})")
+    table.add_column("record", no_wrap=True)
+    table.add_column("leads")
+    if show_all:
+        for c in classes:
+            table.add_column(c, justify="right")
+        for rid, lead_list, row in shown:
+            table.add_row(rid, lead_list, *[f"{p:.3f}" for p in row])
+        return table
+    k = min(top_k, len(classes))
+    for i in range(k):
+        table.add_column(["1st", "2nd", "3rd"][i] if i < 3 else f"{i + 1}th", no_wrap=True)
+    for rid, lead_list, row in shown:
+        best = np.argsort(-np.asarray(row), kind="stable")[:k]
+        table.add_row(rid, lead_list, *[f"{classes[j]} {row[j]:.3f}" for j in best])
+    return table
+
+
+def classify_csv(ids, used_leads, classes, probs) -> str:
+    """Every score: one row per record (id, leads used), one column per class."""
+    import csv
+    import io
+
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["record", "leads", *classes])
+    for rid, lead_list, row in zip(ids, used_leads, probs):
+        w.writerow([rid, lead_list, *[f"{p:.6g}" for p in row]])
+    return buf.getvalue()
 
 
 def _is_shard_folder(path: str) -> bool:

@@ -29,7 +29,8 @@ def _one_line(e: BaseException) -> str:
     return " ".join(str(e).split()) or type(e).__name__
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port free on loopback right now (for the embedded cluster's dashboard, a local service)."""
     import socket
 
     with socket.socket() as s:
@@ -76,6 +77,12 @@ def _default_target() -> tuple[str | None, int | None]:
     if os.environ.get("RAY_ADDRESS"):
         return os.environ["RAY_ADDRESS"], None
     return _defaults["address"], _defaults["num_cpus"]
+
+
+def target_address(address: str | None = None) -> str | None:
+    """The cluster :func:`ensure_ray` joins for ``address``; None means it starts an embedded one
+    (so whoever calls it owns that cluster and shuts it down)."""
+    return address or _default_target()[0]
 
 
 def runtime_env_for(runtime_env: dict[str, Any] | None = None,
@@ -139,7 +146,7 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None, **init_k
     # with no address: without the dashboard's modules it logs a warning each time, and on a
     # host with several Ray clusters it may ask another cluster. So the embedded cluster gets
     # its dashboard on a port of its own, and workers are told where it is.
-    port = _free_port()
+    port = free_port()
     api_env = {"RAY_API_SERVER_ADDRESS": f"http://127.0.0.1:{port}"}
     runtime_env = dict(runtime_env or {})
     runtime_env["env_vars"] = {**api_env, **runtime_env.get("env_vars", {})}

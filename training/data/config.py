@@ -4,9 +4,29 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from merl.core.config import StrictModel
+
+
+class LeadDropoutConfig(StrictModel):
+    """Training-time lead dropout: with probability ``p`` a record keeps only one family's
+    subset of its leads (the rest zeroed and masked), so the encoder learns reduced-lead ECGs."""
+
+    p: float = Field(0.0, ge=0.0, le=1.0, description="share of training records given a reduced lead set (0 = off)")
+    families: dict[Literal["limb", "chest", "single", "random"], float] = Field(
+        default_factory=lambda: {"limb": 1.0, "chest": 1.0, "single": 1.0, "random": 1.0},
+        description="relative weight of each subset family: limb = I..aVF, chest = V1..V6, single = one lead, "
+                    "random = each lead kept with probability keep",
+    )
+    keep: float = Field(0.5, gt=0.0, le=1.0, description="per-lead keep probability of the random family")
+
+    @model_validator(mode="after")
+    def _weights(self) -> LeadDropoutConfig:
+        if self.p > 0 and (not self.families or any(w < 0 for w in self.families.values())
+                           or sum(self.families.values()) <= 0):
+            raise ValueError("data.lead_dropout.families needs non-negative weights with a positive sum")
+        return self
 
 
 class DataConfig(StrictModel):
@@ -37,4 +57,8 @@ class DataConfig(StrictModel):
         1024, ge=0,
         description="rows each worker shuffles among (global, window): memory ~ rows x 48 kB at 100 Hz x 1000, "
                     "x 240 kB at 500 Hz x 5000",
+    )
+    lead_dropout: LeadDropoutConfig = Field(
+        default_factory=LeadDropoutConfig,
+        description="training records given a reduced lead set (off by default and in the paper preset)",
     )

@@ -27,7 +27,14 @@ import numpy as np
 from ray.data.collate_fn import NumpyBatchCollateFn
 
 from merl.training.data.manifest import read_manifest
-from merl.training.data.transforms import batch_fs, decode_batch, prepare_ecg_batch
+from merl.training.data.transforms import (
+    batch_fs,
+    decode_batch,
+    decode_masks,
+    drop_leads,
+    model_lead_mask,
+    prepare_ecg_batch,
+)
 
 if TYPE_CHECKING:
     import ray.data
@@ -37,7 +44,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-READ_COLUMNS = ["id", "report", "split", "fs", "signal", "signal_scale"]
+READ_COLUMNS = ["id", "report", "split", "fs", "signal", "signal_scale", "lead_mask"]
 PREPROCESS_ROWS = 64  # rows per preprocessing task output: the blocks the shuffle window is filled with
 
 
@@ -65,18 +72,28 @@ def report_keys(reports: list[str]) -> np.ndarray:
 
 
 def preprocess_batch(batch: dict[str, Any], *, split: str, data_cfg: DataConfig, text_model: str) -> dict[str, Any]:
-    """Shard rows -> {ecg [B,12,n] float32, input_ids ragged int32, report, report_key int64}; other splits dropped."""
+    """Shard rows -> {ecg [B,12,n] float32, lead_mask [B,12] bool (model row order), input_ids
+    ragged int32, report, report_key int64}; other splits dropped.
+
+    On the training split ``data.lead_dropout`` reduces some records' lead sets (a fresh
+    draw every time a batch is prepared, so every epoch differs)."""
     keep = [i for i, (s, r) in enumerate(zip(batch["split"], batch["report"])) if s == split and r and str(r).strip()]
     if not keep:
-        return {"ecg": np.zeros((0, 12, data_cfg.n_samples), np.float32),
+        return {"ecg": np.zeros((0, 12, data_cfg.n_samples), np.float32), "lead_mask": np.zeros((0, 12), bool),
                 "input_ids": np.empty(0, dtype=object), "report": np.empty(0, dtype=object),
                 "report_key": np.zeros(0, np.int64)}
-    sub = {k: np.asarray(batch[k], dtype=object)[keep] for k in ("signal", "signal_scale", "fs")}
+    cols = [k for k in ("signal", "signal_scale", "fs", "lead_mask") if k in batch]
+    sub = {k: np.asarray(batch[k], dtype=object)[keep] for k in cols}
     reports = [str(batch["report"][i]) for i in keep]
-    ecg = prepare_ecg_batch(decode_batch(sub), batch_fs(sub), data_cfg)
+    masks = decode_masks(sub)
+    drop = data_cfg.lead_dropout
+    if split == data_cfg.train_split and drop.p > 0:
+        masks = drop_leads(masks, np.random.default_rng(), drop.p, drop.families, drop.keep)
+    ecg = prepare_ecg_batch(decode_batch(sub), batch_fs(sub), data_cfg, lead_mask=masks)
     ids = np.empty(len(keep), dtype=object)
     ids[:] = tokenize(reports, text_model, data_cfg.max_text_tokens)
-    return {"ecg": ecg, "input_ids": ids, "report": np.asarray(reports, dtype=object), "report_key": report_keys(reports)}
+    return {"ecg": ecg, "lead_mask": model_lead_mask(masks, len(keep), data_cfg), "input_ids": ids,
+            "report": np.asarray(reports, dtype=object), "report_key": report_keys(reports)}
 
 
 def read_split(shards_dir: str, split: str, columns: list[str], *, shuffle_files: bool = False,
@@ -89,11 +106,15 @@ def read_split(shards_dir: str, split: str, columns: list[str], *, shuffle_files
     import ray.data
     from ray.data.expressions import col
 
+    from merl.training.data.shards import has_lead_mask
+
     manifest = read_manifest(shards_dir)
     paths = [s for s, info in zip(manifest.shard_paths(shards_dir), manifest.shards)
              if not info.splits or info.splits.get(split, 0) > 0]
     if not paths:
         raise ValueError(f"{shards_dir}: no shard holds split {split!r} (manifest splits: {manifest.counts.by_split})")
+    if "lead_mask" in columns and not has_lead_mask(paths[0]):  # shards from before lead masks: all present
+        columns = [c for c in columns if c != "lead_mask"]
     shuffle = ray.data.FileShuffleConfig(seed=seed, reseed_after_execution=True) if shuffle_files else None
     # Filter the split right after the read, before decoding/tokenising: the validation
     # stream would otherwise decode every training signal only to drop it.
@@ -164,6 +185,7 @@ class Collate(NumpyBatchCollateFn):
         ids, mask = pad_token_ids(list(batch["input_ids"]), self.pad_id)
         return {
             "ecg": torch.as_tensor(np.ascontiguousarray(batch["ecg"]), dtype=torch.float32),
+            "lead_mask": torch.as_tensor(np.ascontiguousarray(batch["lead_mask"], dtype=bool)),
             "input_ids": ids,
             "attention_mask": mask,
             "report_key": torch.as_tensor(np.asarray(batch["report_key"], dtype=np.int64)),

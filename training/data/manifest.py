@@ -27,6 +27,7 @@ class ShardInfo(BaseModel):
     rows: int
     sha256: str
     splits: dict[str, int] = Field(default_factory=dict)
+    masked: int = 0  # records with at least one masked (absent, flat, all-NaN) lead
 
 
 class Counts(BaseModel):
@@ -34,6 +35,7 @@ class Counts(BaseModel):
     quarantined: int = 0
     excluded: int = 0  # readable records left out by the split policy (not in the published list / split file)
     by_split: dict[str, int] = Field(default_factory=dict)
+    masked: int = 0  # kept records with at least one masked lead (lead_mask not all true)
 
 
 class Manifest(BaseModel):

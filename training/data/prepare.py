@@ -28,7 +28,7 @@ from pydantic import Field, model_validator
 from merl.core.config import ConfigError, StrictModel
 from merl.core.io import atomic_write_text, listdir, makedirs, remove
 from merl.core.uri import absolute, join
-from merl.training.data.canonical import CanonConfig, canonicalize
+from merl.training.data.canonical import CanonConfig, canonicalize_masked
 from merl.training.data.manifest import MANIFEST_NAME, QUARANTINE_NAME, Counts, Manifest, ShardInfo, write_manifest
 from merl.training.data.readers import DATASETS, Quarantined, RecordError, RecordRef, make_reader
 from merl.training.data.schema import SPLITS, CanonicalRecord
@@ -256,7 +256,7 @@ def process_records(dataset: str, root: str, cfg: PrepareConfig, refs: list[dict
         ref = RecordRef.from_dict(d)
         try:
             raw, ref = reader.read(ref)
-            sig = canonicalize(raw, cfg.canonical)
+            sig, mask = canonicalize_masked(raw, cfg.canonical)
         except RecordError as e:
             bad.append(Quarantined(ref.id, ref.source, ref.path, e.reason).to_dict())
             continue
@@ -275,6 +275,7 @@ def process_records(dataset: str, root: str, cfg: PrepareConfig, refs: list[dict
             age=ref.age,
             sex=ref.sex,
             split=ref.split,
+            lead_mask=mask,
         )
         rows.append(rec.to_row())
     return rows, bad
@@ -292,7 +293,8 @@ def process_shard(row: dict[str, Any], dataset: str, root: str, out: str, cfg_js
         splits: dict[str, int] = {}
         for r in rows:
             splits[r["split"]] = splits.get(r["split"], 0) + 1
-        info = ShardInfo(file=task["file"], rows=len(rows), sha256=sha, splits=splits).model_dump()
+        masked = sum(not all(r["lead_mask"]) for r in rows)
+        info = ShardInfo(file=task["file"], rows=len(rows), sha256=sha, splits=splits, masked=masked).model_dump()
     else:
         remove(path)
     done = {"index": task["index"], "fingerprint": task["fingerprint"], "shard": info, "quarantined": bad}
@@ -372,6 +374,7 @@ def prepare(
             info = ShardInfo.model_validate(d["shard"])
             shards.append(info)
             counts.records += info.rows
+            counts.masked += info.masked
             for s, n in info.splits.items():
                 counts.by_split[s] = counts.by_split.get(s, 0) + n
     counts.quarantined = len(quarantined)

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 SIGNAL_COLUMNS = ["id", "fs", "signal", "signal_scale"]
 
 
-def _dataset(shards_dir: str):
+def shard_dataset(shards_dir: str):
     import pyarrow.dataset as ds
 
     from merl.core.uri import absolute, filesystem
@@ -40,20 +40,22 @@ def read_label_table(shards_dir: str, splits: Sequence[str] | None = None) -> pa
     import pyarrow.dataset as ds
 
     flt = ds.field("split").isin(list(splits)) if splits else None
-    return _dataset(shards_dir).to_table(columns=["id", "source", "split", "labels"], filter=flt)
+    return shard_dataset(shards_dir).to_table(columns=["id", "source", "split", "labels"], filter=flt)
 
 
 def iter_signal_batches(
     shards_dir: str, split: str, ids: Sequence[str] | None = None, batch_size: int = 64
 ) -> Iterator[pa.RecordBatch]:
-    """Record batches (id, fs, signal, signal_scale) of one split (``all``: every record),
-    optionally only ``ids``."""
+    """Record batches (id, fs, signal, signal_scale and, where the shards have it, lead_mask)
+    of one split (``all``: every record), optionally only ``ids``."""
     import pyarrow.dataset as ds
 
     flt = None if split == ALL_SPLITS else ds.field("split") == split
     if ids is not None:
         id_flt = ds.field("id").isin(list(ids))
         flt = id_flt if flt is None else flt & id_flt
-    for batch in _dataset(shards_dir).to_batches(columns=SIGNAL_COLUMNS, filter=flt, batch_size=batch_size):
+    dset = shard_dataset(shards_dir)
+    columns = SIGNAL_COLUMNS + (["lead_mask"] if "lead_mask" in dset.schema.names else [])
+    for batch in dset.to_batches(columns=columns, filter=flt, batch_size=batch_size):
         if batch.num_rows:
             yield batch

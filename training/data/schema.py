@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 1  # lead_mask (added later) is optional: shards without it read as all leads present
 LEADS: tuple[str, ...] = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
 TARGET_FS = 500
 TARGET_SAMPLES = 5000
@@ -36,6 +36,7 @@ SHARD_SCHEMA = pa.schema(
         pa.field("n_samples", pa.int32(), nullable=False),
         pa.field("signal", pa.binary(), nullable=False),      # int16 LE, 12 x n_samples
         pa.field("signal_scale", pa.float32(), nullable=False),  # mV per count
+        pa.field("lead_mask", pa.list_(pa.bool_())),          # 12 x usable, canonical order; null = all
     ],
     metadata={b"merl_schema_version": str(SCHEMA_VERSION).encode()},
 )
@@ -48,6 +49,22 @@ def encode_signal(sig_mv: np.ndarray) -> tuple[bytes, float]:
     scale = DEFAULT_SCALE_MV if peak <= 32767 * DEFAULT_SCALE_MV else peak / 32767.0
     q = np.clip(np.rint(sig / scale), -32768, 32767).astype("<i2")
     return q.tobytes(order="C"), float(scale)
+
+
+# The contract before lead masks: such shards are still read (every lead present).
+SHARD_SCHEMA_NO_MASK = pa.schema([f for f in SHARD_SCHEMA if f.name != "lead_mask"], metadata=SHARD_SCHEMA.metadata)
+
+
+def decode_lead_masks(values, n: int) -> np.ndarray:
+    """A ``lead_mask`` column (list of 12 bools per row, None = unknown; or None for a shard
+    without the column) -> (n, 12) bool, unknown rows all present."""
+    out = np.ones((n, len(LEADS)), dtype=bool)
+    if values is None:
+        return out
+    for i, v in enumerate(values):
+        if v is not None and len(v) == len(LEADS):
+            out[i] = np.asarray(v, dtype=bool)
+    return out
 
 
 def decode_signal(buf: bytes, scale: float, n_leads: int = 12) -> np.ndarray:
@@ -71,6 +88,7 @@ class CanonicalRecord:
     age: float | None = None
     sex: str = ""
     split: str = "train"
+    lead_mask: np.ndarray | None = None  # (12,) bool, canonical order; None = every lead present
 
     def to_row(self) -> dict:
         buf, scale = encode_signal(self.signal)
@@ -90,6 +108,7 @@ class CanonicalRecord:
             "n_samples": int(self.signal.shape[1]),
             "signal": buf,
             "signal_scale": scale,
+            "lead_mask": [True] * len(LEADS) if self.lead_mask is None else [bool(b) for b in self.lead_mask],
         }
 
 

@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from merl.core.io import atomic_path, atomic_write_text, is_file, read_text, sha256_file
-from merl.training.data.schema import SHARD_SCHEMA, rows_to_table
+from merl.training.data.schema import SHARD_SCHEMA, SHARD_SCHEMA_NO_MASK, rows_to_table
 
 SHARD_GLOB = "shard-*.parquet"
 
@@ -54,9 +54,19 @@ def write_shard(path: str | os.PathLike, rows: list[dict], compression: str = "z
 
 def read_shard(path: str | os.PathLike, columns: list[str] | None = None) -> pa.Table:
     table = pq.read_table(path, columns=columns)
-    if columns is None and not table.schema.equals(SHARD_SCHEMA, check_metadata=False):
+    if columns is None and not any(table.schema.equals(s, check_metadata=False)
+                                   for s in (SHARD_SCHEMA, SHARD_SCHEMA_NO_MASK)):
         raise ValueError(f"{path}: schema does not match the shard contract (re-run `merl data prepare`)")
     return table
+
+
+def has_lead_mask(path: str | os.PathLike) -> bool:
+    """Whether a shard file carries the ``lead_mask`` column (shards written before lead
+    masks do not: every lead counts as present)."""
+    from merl.core.uri import absolute, filesystem
+
+    fs, local = filesystem(absolute(str(path)))
+    return "lead_mask" in pq.read_schema(local, filesystem=fs).names
 
 
 def write_done(shard_path: str | os.PathLike, record: dict[str, Any]) -> None:

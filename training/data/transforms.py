@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from merl.training.data.schema import decode_signal
+from merl.training.data.schema import decode_lead_masks, decode_signal
 
 if TYPE_CHECKING:
     from merl.training.data.config import DataConfig
@@ -69,14 +69,63 @@ def normalize(x: np.ndarray, method: str = "minmax") -> np.ndarray:
 MIMIC_ROWS = (0, 1, 2, 3, 5, 4, 6, 7, 8, 9, 10, 11)
 
 
-def prepare_ecg_batch(signals_mv: np.ndarray, fs_in: int, data_cfg: DataConfig) -> np.ndarray:
+def prepare_ecg_batch(signals_mv: np.ndarray, fs_in: int, data_cfg: DataConfig,
+                      lead_mask: np.ndarray | None = None) -> np.ndarray:
     """[B, 12, L] mV at ``fs_in``, leads in the canonical order -> float32
-    [B, 12, data_cfg.n_samples] in ``data_cfg.lead_order``, as training sees it."""
-    x = resample(np.asarray(signals_mv, dtype=np.float32), fs_in, data_cfg.fs)
+    [B, 12, data_cfg.n_samples] in ``data_cfg.lead_order``, as training sees it.
+
+    ``lead_mask`` [B, 12] (canonical order): masked leads are zeroed before normalisation
+    (so their samples cannot shift a record-wide min/max) and after it (a zero lead is
+    not 0 under ``minmax_record``); the encoder then sees exactly zeros there."""
+    x = np.asarray(signals_mv, dtype=np.float32)
+    keep = None if lead_mask is None else np.asarray(lead_mask, dtype=bool)[..., None]
+    if keep is not None:
+        x = np.where(keep, x, np.float32(0))
+    x = resample(x, fs_in, data_cfg.fs)
     x = fit_length(x, data_cfg.n_samples)
     x = np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
     x = normalize(x, data_cfg.normalize)
+    if keep is not None:
+        x = np.where(keep, x, np.float32(0)).astype(np.float32, copy=False)
     return np.ascontiguousarray(x[..., MIMIC_ROWS, :]) if data_cfg.lead_order == "mimic" else x
+
+
+def model_lead_mask(lead_mask: np.ndarray | None, n: int, data_cfg: DataConfig) -> np.ndarray:
+    """[B, 12] bool in canonical order (None = all present) -> [B, 12] bool in the row order
+    the model is fed (``data_cfg.lead_order``), as :func:`prepare_ecg_batch` orders the signal."""
+    mask = np.ones((n, 12), dtype=bool) if lead_mask is None else np.asarray(lead_mask, dtype=bool).reshape(n, 12)
+    return np.ascontiguousarray(mask[:, MIMIC_ROWS]) if data_cfg.lead_order == "mimic" else mask
+
+
+_FAMILY_LEADS = {"limb": np.arange(6), "chest": np.arange(6, 12)}
+
+
+def drop_leads(lead_mask: np.ndarray, rng: np.random.Generator, p: float, families: Mapping[str, float],
+               keep: float = 0.5) -> np.ndarray:
+    """Lead dropout (``data.lead_dropout``): each record, with probability ``p``, keeps only the
+    leads of one family drawn by weight (limb, chest, one single lead, or each lead with
+    probability ``keep``), intersected with the leads it has. A draw that would leave no
+    lead keeps the record whole. Returns a new [B, 12] bool mask."""
+    out = np.asarray(lead_mask, dtype=bool).copy()
+    names = [f for f, w in families.items() if w > 0]
+    if p <= 0 or not names:
+        return out
+    weights = np.array([families[f] for f in names], dtype=np.float64)
+    for i in np.flatnonzero(rng.random(len(out)) < p):
+        family = names[rng.choice(len(names), p=weights / weights.sum())]
+        subset = np.zeros(12, dtype=bool)
+        if family in _FAMILY_LEADS:
+            subset[_FAMILY_LEADS[family]] = True
+        elif family == "single":
+            present = np.flatnonzero(out[i])
+            if present.size:
+                subset[rng.choice(present)] = True
+        else:
+            subset = rng.random(12) < keep
+        reduced = out[i] & subset
+        if reduced.any():
+            out[i] = reduced
+    return out
 
 
 def _column(batch: Mapping[str, Any], name: str) -> list:
@@ -100,6 +149,12 @@ def decode_batch(batch: Mapping[str, Any]) -> np.ndarray:
     if len(lengths) != 1:
         raise ValueError(f"records of one batch have different lengths {sorted(lengths)}; shards must be canonical")
     return np.stack(sigs)
+
+
+def decode_masks(batch: Mapping[str, Any]) -> np.ndarray:
+    """Shard rows -> [B, 12] bool lead masks (shards written before masks: all present)."""
+    n = len(_column(batch, "signal_scale"))
+    return decode_lead_masks(_column(batch, "lead_mask") if "lead_mask" in batch else None, n)
 
 
 def batch_fs(batch: Mapping[str, Any]) -> int:

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from merl.training.model.heads import AttentionPool1d, QueryAttentionPool1d
+from merl.training.model.leads import LeadAbsence, zero_masked
 
 
 class BasicBlock1d(nn.Module):
@@ -72,11 +73,13 @@ class ResNet1d(nn.Module):
 
     The attention-pooled vector feeds the cross-modal head, the average-pooled one the
     uni-modal dropout views (MERL's split). ``maxpool=False, pool=False`` gives the bare
-    trunk of :class:`PaperResNet1d` (``features`` only).
+    trunk of :class:`PaperResNet1d` (``features`` only). ``lead_mask`` [B, 12] (True =
+    present): absent rows are zeroed and, with ``lead_absence``, a learned vector per absent
+    lead is added after the stem convolution (:mod:`merl.training.model.leads`).
     """
 
     def __init__(self, name: str = "resnet18", width: int = 64, in_leads: int = 12,
-                 maxpool: bool = True, pool: bool = True):
+                 maxpool: bool = True, pool: bool = True, lead_absence: bool = True):
         super().__init__()
         block, layers = DEPTHS[name]
         stem = [nn.Conv1d(in_leads, width, 7, 2, 3, bias=False), nn.BatchNorm1d(width), nn.ReLU(inplace=True)]
@@ -94,17 +97,22 @@ class ResNet1d(nn.Module):
         self.stages = nn.Sequential(*stages)
         self.out_dim = cin
         self.pool = AttentionPool1d(cin, num_heads=8 if cin % 8 == 0 else 1) if pool else None
+        self.absence = LeadAbsence(width, in_leads) if lead_absence else None
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
+    def features(self, x: torch.Tensor, lead_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Last-stage feature map [B, C, T]."""
-        return self.stages(self.stem(x))
+        h = self.stem[0](zero_masked(x, lead_mask))
+        offset = self.absence(lead_mask, h) if self.absence is not None else None
+        if offset is not None:
+            h = h + offset[:, :, None]
+        return self.stages(self.stem[1:](h))
 
-    def probe_features(self, x: torch.Tensor) -> torch.Tensor:
+    def probe_features(self, x: torch.Tensor, lead_mask: torch.Tensor | None = None) -> torch.Tensor:
         """What linear probing reads: the attention-pooled features (``merl-ray``)."""
-        return self(x)[0]
+        return self(x, lead_mask)[0]
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        feats = self.features(x)  # [B, C, T]
+    def forward(self, x: torch.Tensor, lead_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        feats = self.features(x, lead_mask)  # [B, C, T]
         return self.pool(feats), feats.mean(dim=-1)
 
 
@@ -114,7 +122,8 @@ class PaperResNet1d(nn.Module):
     ``backbone`` (stem without max-pool) -> 1x1 ``downconv`` to ``dim`` -> the learned-query
     attention pool (4 heads) + output linear gives the cross-modal embedding directly (no
     further projection MLP); the time average of the ``downconv`` output feeds the uni-modal
-    views. Linear probing reads the time average of the backbone's own features.
+    views. Linear probing reads the time average of the backbone's own features. A lead mask
+    zeroes absent rows only (no parameter beyond the reference's).
     """
 
     projected = True  # forward()[0] already is the cross-modal embedding
@@ -122,14 +131,14 @@ class PaperResNet1d(nn.Module):
     def __init__(self, name: str = "resnet18", width: int = 64, in_leads: int = 12, dim: int = 256,
                  num_heads: int = 4, n_pos: int = 313):
         super().__init__()
-        self.backbone = ResNet1d(name, width, in_leads, maxpool=False, pool=False)
+        self.backbone = ResNet1d(name, width, in_leads, maxpool=False, pool=False, lead_absence=False)
         self.downconv = nn.Conv1d(self.backbone.out_dim, dim, 1)
         self.pool = QueryAttentionPool1d(dim, num_heads=num_heads, n_pos=n_pos)
         self.out_dim = dim
 
-    def probe_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.backbone.features(x).mean(dim=-1)
+    def probe_features(self, x: torch.Tensor, lead_mask: torch.Tensor | None = None) -> torch.Tensor:
+        return self.backbone.features(x, lead_mask).mean(dim=-1)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        feats = self.downconv(self.backbone.features(x))  # [B, D, T]
+    def forward(self, x: torch.Tensor, lead_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        feats = self.downconv(self.backbone.features(x, lead_mask))  # [B, D, T]
         return self.pool(feats), feats.mean(dim=-1)

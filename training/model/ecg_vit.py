@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from merl.training.model.heads import interpolate_pos
+from merl.training.model.leads import LeadAbsence, zero_masked
 
 # (embed dim, depth, heads, mlp ratio): the reference's sizes.
 SIZES = {
@@ -28,11 +29,13 @@ class ViT1d(nn.Module):
     ``cls_token=False`` (paper): both outputs are LayerNorm(mean of the patch tokens), which
     feeds the projection head and the uni-modal views alike, as in the reference.
     Pre-norm blocks (``nn.TransformerEncoderLayer``, GELU); ``n_pos`` positions (100 = 5000
-    samples / patch 50) are interpolated for other lengths.
+    samples / patch 50) are interpolated for other lengths. ``lead_mask`` [B, 12]: absent rows
+    are zeroed and, with ``lead_absence``, a learned vector per absent lead is added to every
+    patch token (:mod:`merl.training.model.leads`).
     """
 
     def __init__(self, name: str = "vit_tiny", patch_size: int = 50, in_leads: int = 12, n_pos: int = 100,
-                 cls_token: bool = True, patch_bias: bool = True):
+                 cls_token: bool = True, patch_bias: bool = True, lead_absence: bool = True):
         super().__init__()
         dim, depth, heads, ratio = SIZES[name]
         self.patch = nn.Conv1d(in_leads, dim, patch_size, patch_size, bias=patch_bias)
@@ -44,13 +47,17 @@ class ViT1d(nn.Module):
         self.blocks = nn.TransformerEncoder(layer, depth, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(dim)
         self.out_dim = dim
+        self.absence = LeadAbsence(dim, in_leads) if lead_absence else None
 
-    def probe_features(self, x: torch.Tensor) -> torch.Tensor:
+    def probe_features(self, x: torch.Tensor, lead_mask: torch.Tensor | None = None) -> torch.Tensor:
         """What linear probing reads: the pooled output (CLS, or the reference's mean + LayerNorm)."""
-        return self(x)[0]
+        return self(x, lead_mask)[0]
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        tokens = self.patch(x).transpose(1, 2)  # [B, T, C]
+    def forward(self, x: torch.Tensor, lead_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        tokens = self.patch(zero_masked(x, lead_mask)).transpose(1, 2)  # [B, T, C]
+        offset = self.absence(lead_mask, tokens) if self.absence is not None else None
+        if offset is not None:
+            tokens = tokens + offset[:, None, :]
         if self.cls is None:
             tokens = tokens + interpolate_pos(self.pos, tokens.shape[1])
             pooled = self.norm(self.blocks(tokens).mean(dim=1))

@@ -47,8 +47,9 @@ class MERLModel(nn.Module):
             torch.tensor([math.log(1.0 / temperature)]), requires_grad=learnable_temperature
         )
 
-    def encode_ecg(self, x: torch.Tensor, normalize: bool = False) -> torch.Tensor:
-        pooled, _ = self.ecg_encoder(x)
+    def encode_ecg(self, x: torch.Tensor, normalize: bool = False, lead_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """``lead_mask`` [B, 12] bool in the row order of ``x`` (None: every lead present)."""
+        pooled, _ = self.ecg_encoder(x, lead_mask)
         z = self.ecg_proj(pooled)
         return _unit(z) if normalize else z
 
@@ -56,12 +57,13 @@ class MERLModel(nn.Module):
         z = self.text_proj(self.text_encoder(input_ids, attention_mask))
         return _unit(z) if normalize else z
 
-    def probe_features(self, x: torch.Tensor) -> torch.Tensor:
+    def probe_features(self, x: torch.Tensor, lead_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Frozen-encoder features for linear probing (before any projection head)."""
-        return self.ecg_encoder.probe_features(x)
+        return self.ecg_encoder.probe_features(x, lead_mask)
 
-    def forward(self, ecg: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> dict[str, torch.Tensor]:
-        pooled, avg = self.ecg_encoder(ecg)
+    def forward(self, ecg: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                lead_mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        pooled, avg = self.ecg_encoder(ecg, lead_mask)
         return {
             "ecg": self.ecg_proj(pooled),
             "text": self.encode_text(input_ids, attention_mask),

@@ -18,14 +18,15 @@ ARCHS: tuple[str, ...] = ("merl-ray", "paper")
 
 
 def build_ecg_encoder(name: str, width: int = 64, arch: str = "merl-ray", proj_dim: int = 256) -> nn.Module:
-    """The ECG tower ``name`` in ``arch`` (``paper``'s ResNet pools to ``proj_dim`` itself)."""
+    """The ECG tower ``name`` in ``arch`` (``paper``'s ResNet pools to ``proj_dim`` itself).
+    ``merl-ray`` towers learn a lead-absence embedding; ``paper`` ones mask by zeroing only."""
     if arch not in ARCHS:
         raise ValueError(f"unknown model arch {arch!r}; choose one of {', '.join(ARCHS)}")
     paper = arch == "paper"
     if name in DEPTHS:
         return PaperResNet1d(name, width=width, dim=proj_dim) if paper else ResNet1d(name, width=width)
     if name in SIZES:
-        return ViT1d(name, cls_token=not paper, patch_bias=not paper)
+        return ViT1d(name, cls_token=not paper, patch_bias=not paper, lead_absence=not paper)
     raise ValueError(f"unknown ECG encoder {name!r}; choose one of {', '.join(ECG_ENCODERS)}")
 
 
