@@ -177,7 +177,7 @@ def test_one_embedding_pass_serves_every_task_and_prompt_set(bundle, tmp_path):
         plain = evaluate_zeroshot(b.model, b.tokenizer, task, shards, b.config.data, split="test", n_boot=20)
         np.testing.assert_allclose(cached.scores, plain.scores, atol=1e-6)
         assert cached.macro_auc_ci == plain.macro_auc_ci
-    assert list(cache) == [(shards, "test")]  # embedded once
+    assert list(cache) == [(shards, "test", None)]  # embedded once (all leads)
 
 
 def test_linear_probe_aucs_carry_intervals():
