@@ -62,9 +62,18 @@ def parse_lead_sets(text: str | Sequence[str]) -> list[tuple[str, tuple[str, ...
     return list(out.items())
 
 
-def from_zeroshot(result: ZeroShotResult, label: str, leads: Sequence[str]) -> LeadSetResult:
+def from_zeroshot(result: ZeroShotResult, label: str, leads: Sequence[str],
+                  full: ZeroShotResult | None = None) -> LeadSetResult:
+    """A lead set's result with its bootstrap interval and, given the 12-lead result on the
+    same records (``full``), the paired difference to it: the same resamples score both."""
+    extra: dict[str, Any] = {"macro_auc_ci": list(result.macro_auc_ci)}
+    if full is not None and full is not result and result.boot is not None and full.boot is not None:
+        from merl.training.metrics import paired_difference
+
+        extra["vs_12_leads"] = paired_difference(result.boot.macro, full.boot.macro, result.macro_auc,
+                                                 full.macro_auc, result.ci_level)
     return LeadSetResult(result.task, label, tuple(leads), result.split, result.n_records, result.macro_auc,
-                         {k: v.get("auc", math.nan) for k, v in result.per_class.items()}, result.synthetic)
+                         {k: v.get("auc", math.nan) for k, v in result.per_class.items()}, result.synthetic, extra)
 
 
 def evaluate_lead_sets(model, tokenizer, tasks: Mapping[str, str], data_cfg: DataConfig,
@@ -81,12 +90,13 @@ def evaluate_lead_sets(model, tokenizer, tasks: Mapping[str, str], data_cfg: Dat
     from merl.evaluation.zeroshot import evaluate_zeroshot
 
     out = []
+    sets = parse_lead_sets(lead_sets)
     for task, shards in tasks.items():
-        for label, leads in parse_lead_sets(lead_sets):
-            r = evaluate_zeroshot(model, tokenizer, task, shards, data_cfg, prompts=(prompts or {}).get(task),
-                                  split=split, batch_size=batch_size, device=device, progress=progress,
-                                  max_prompt_tokens=max_prompt_tokens, leads=leads_mask(leads))
-            out.append(from_zeroshot(r, label, leads))
+        scored = {label: evaluate_zeroshot(model, tokenizer, task, shards, data_cfg, prompts=(prompts or {}).get(task),
+                                           split=split, batch_size=batch_size, device=device, progress=progress,
+                                           max_prompt_tokens=max_prompt_tokens, leads=leads_mask(leads))
+                  for label, leads in sets}
+        out += [from_zeroshot(scored[label], label, leads, scored.get(FULL)) for label, leads in sets]
     return out
 
 
@@ -107,20 +117,18 @@ def bundle_lead_sets(bundle, tasks: Mapping[str, str], lead_sets: str | Sequence
     return results, lead_set_table(results)
 
 
-def _fmt(v: float) -> str:
-    return "-" if not math.isfinite(v) else f"{v:.1f}"
-
-
 def lead_set_table(results: Sequence[LeadSetResult]):
     """rich Table: one row per task, one column per lead set (macro AUC; the change against
     12 leads beside it when 12 leads were scored)."""
     from rich.table import Table
 
+    from merl.evaluation.report import fmt_ci
+
     sets = list(dict.fromkeys(r.lead_set for r in results))
     tasks = list(dict.fromkeys(r.task for r in results))
     by = {(r.task, r.lead_set): r for r in results}
     tag = " - SYNTHETIC data" if any(r.synthetic for r in results) else ""
-    table = Table(title=f"Zero-shot macro AUC by lead set{tag}")
+    table = Table(title=f"Zero-shot macro AUC [95% CI] by lead set (change vs 12 leads){tag}")
     table.add_column("task", no_wrap=True)
     for s in sets:
         table.add_column(s, justify="right", no_wrap=True)
@@ -133,7 +141,8 @@ def lead_set_table(results: Sequence[LeadSetResult]):
                 cells.append("-")
                 continue
             delta = r.macro_auc - full.macro_auc if full is not None and s != FULL else math.nan
-            cells.append(_fmt(r.macro_auc) + (f" ({delta:+.1f})" if math.isfinite(delta) else ""))
+            cells.append(fmt_ci(r.macro_auc, r.extra.get("macro_auc_ci"))
+                         + (f" ({delta:+.1f})" if math.isfinite(delta) else ""))
         table.add_row(task, *cells)
     return table
 

@@ -296,6 +296,11 @@ def test_evaluate_lead_sets(tiny_bundle, tmp_path):
     assert list(sets) == ["12", "limb6", "I+II", "I", "II"] and sets["limb6"]["leads"] == list(LEADS[:6])
     assert sets["12"]["macro_auc"] == pytest.approx(data["zeroshot"][0]["macro_auc"])  # the same scorer
     assert all(r["n_records"] == 6 and r["task"] == "ptbxl_rhythm" for r in sets.values())
+    lo, hi = sets["limb6"]["macro_auc_ci"]  # every set carries its bootstrap interval ...
+    assert lo <= sets["limb6"]["macro_auc"] <= hi
+    diff = sets["limb6"]["vs_12_leads"]  # ... and its paired difference to 12 leads (same resamples)
+    assert diff["diff"] == pytest.approx(sets["limb6"]["macro_auc"] - sets["12"]["macro_auc"])
+    assert diff["ci"][0] <= diff["diff"] <= diff["ci"][1] and "vs_12_leads" not in sets["12"]
     assert (out / "plots" / "lead_sets.png").read_bytes()[:4] == b"\x89PNG"
     res = CliRunner().invoke(app, ["evaluate", "--model", str(tiny_bundle), "--task", f"ptbxl_rhythm={shards}",
                                    "--leads", "mlii,I", "--out", str(tmp_path / "two"), "batch_size=8"])
