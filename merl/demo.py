@@ -40,6 +40,10 @@ class DemoConfig(StrictModel):
     train_overrides: list[str] = Field(default_factory=list, description="key=value for the train config")
     val_tasks: list[str] = Field(default_factory=lambda: ["ptbxl_super_class", "icbeb"],
                                  description="zero-shot validation tasks scored each epoch")
+    lead_set_tasks: list[str] = Field(default_factory=lambda: ["ptbxl_rhythm", "ptbxl_super_class"],
+                                      description="tasks scored with reduced lead sets (the model trains with "
+                                                  "data.lead_dropout from the train config); [] = none")
+    lead_sets: str = Field("12,limb6,I+II,I,II", description="lead sets of the reduced-lead table")
     reference_prompts: str | None = Field(
         "auto", description="the paper's released prompt file ({label: prompt}) for a third evaluation; "
                             "auto = ../shared/reference/merl_ckepe_prompt.json if it exists; null = none",
@@ -156,6 +160,13 @@ def plan(cfg: DemoConfig, out: Path) -> list[Step]:
                                           "--out", str(folder), "prompts_name=ckepe", compare,
                                           f"n_boot={cfg.n_boot}", f"boot_seed={seed}"],
                                    done_when=folder / "results.json"))
+        if cfg.lead_set_tasks:
+            folder = run_dir / "eval_leads"
+            lead_args = [a for t in cfg.lead_set_tasks for a in ("--task", f"{t}={shards / TASK_DATASET[t]}")]
+            seed_steps.append(Step("evaluate by lead set", [
+                "evaluate", "--model", str(run_dir / "model"), *lead_args, "--prompts", str(prompts),
+                "--lead-sets", cfg.lead_sets, "--out", str(folder), f"n_boot={cfg.n_boot}", f"boot_seed={seed}"],
+                done_when=folder / "results.json"))
         for s in seed_steps:
             s.name += tag
         steps += seed_steps
@@ -208,6 +219,9 @@ def summarize_run(run_dir: Path) -> dict:
             out["average"][kind] = {"auc": ps["average_auc"], "ci": ps["average_auc_ci"]}
         for d in res.get("paired", []):
             out["paired"][f"{d['a']}-{d['b']}:{d['task']}"] = {k: d[k] for k in ("diff", "ci", "p")}
+    path = run_dir / "eval_leads" / "results.json"
+    if path.is_file():
+        out["lead_sets"] = json.loads(path.read_text()).get("lead_sets", [])
     path = run_dir / "eval_untrained" / "results.json"
     if path.is_file():
         res = json.loads(path.read_text())

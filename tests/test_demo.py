@@ -34,6 +34,12 @@ def test_plan_covers_all_tasks_and_resumes_by_outputs(steps):
     assert all(s.done_when is not None for s in steps)  # every step is skipped once its output exists
 
 
+def test_reduced_lead_table_scores_the_trained_model(steps):
+    step = next(s for s in steps if s.name == "evaluate by lead set")
+    assert step.argv[step.argv.index("--model") + 1].endswith("model")
+    assert step.argv[step.argv.index("--lead-sets") + 1] == "12,limb6,I+II,I,II"
+
+
 def test_untrained_control_is_scored_like_the_model(steps):
     by = {s.name: s for s in steps}
     export = by["export untrained control"].argv
@@ -134,7 +140,12 @@ def test_demo_table_has_intervals_control_and_seed_spread(tmp_path, monkeypatch)
     one = tmp_path / "one"
     _results(one / "eval", {"ckepe": 61.0, "names": 55.0})
     _results(one / "eval_untrained", {"ckepe": 50.5, "names": 49.0}, untrained=True)
+    (one / "eval_leads").mkdir()
+    (one / "eval_leads" / "results.json").write_text(json.dumps({"lead_sets": [
+        {"task": "ptbxl_rhythm", "lead_set": s, "leads": [], "split": "test", "n_records": 40, "macro_auc": v,
+         "macro_auc_ci": [v - 3, v + 3], "synthetic": True} for s, v in (("12", 81.0), ("limb6", 78.5))]}))
     res = CliRunner().invoke(app, ["demo", "--out", str(one), "--reference-prompts", "none"], terminal_width=250)
     assert res.exit_code == 0, res.output
     assert "61.0 [56.0, 66.0]" in res.output and "50.5 [45.5, 55.5]" in res.output  # one seed: intervals
+    assert "by lead set" in res.output and "78.5 [75.5, 81.5] (-2.5)" in res.output  # the reduced-lead table
     assert "paper's CKEPE prompts" not in res.output

@@ -125,6 +125,23 @@ def demo_tables(steps, summary: dict) -> list:
                   f"CKEPE >= names in {diff['seeds_ckepe_ge_names']} of {len(runs)}",
                   cell(across["untrained"].get("ckepe", {}), lambda s: f"{s['min']:.1f} / {s['max']:.1f}"))
     tables.append(p)
+    tables += lead_set_tables(runs)
+    return tables
+
+
+def lead_set_tables(runs: dict) -> list:
+    """Per seed, the reduced-lead table of `merl evaluate --lead-sets` (SYNTHETIC data)."""
+    from merl.evaluation.leadsets import LeadSetResult, lead_set_table
+
+    tables = []
+    for seed, run in runs.items():
+        rows = [LeadSetResult(r["task"], r["lead_set"], tuple(r["leads"]), r["split"], r["n_records"], r["macro_auc"],
+                              synthetic=r.get("synthetic", True), extra={"macro_auc_ci": r.get("macro_auc_ci")})
+                for r in run.get("lead_sets", [])]
+        if rows:
+            table = lead_set_table(rows)
+            table.title = f"{table.title}, seed {seed}"
+            tables.append(table)
     return tables
 
 
