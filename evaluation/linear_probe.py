@@ -127,8 +127,10 @@ def evaluate_linear_probe(
     ci_level: float = 0.95,
     task=None,
     min_records: int | None = None,
+    leads=None,
 ) -> LinearProbeResult:
-    """Linear-probe macro AUC of ``model``'s frozen ECG encoder on one task."""
+    """Linear-probe macro AUC of ``model``'s frozen ECG encoder on one task; ``leads`` ((12,)
+    bool, canonical order): probe (fit and test) on only these leads of every record."""
     from merl.core.tasks import get_task
     from merl.evaluation.zeroshot import is_synthetic
     from merl.training.data.tasklabels import split_labels
@@ -142,7 +144,7 @@ def evaluate_linear_probe(
         if len(sl.ids) == 0:
             raise ValueError(f"{task_name}: no {split} records with a task label in {shards_dir}")
         emb = embed_ecgs(model, shards_dir, split, data_cfg, ids=list(sl.ids), batch_size=batch_size,
-                         features="backbone", progress=progress)
+                         features="backbone", progress=progress, leads=leads)
         data[split] = (emb.emb, sl.matrix.y, sl.matrix.labels)
     x_tr, y_tr, labels = data[train_split]
     x_te, y_te, _ = data[test_split]

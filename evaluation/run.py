@@ -72,7 +72,7 @@ def run_evaluation(cfg: EvalConfig, model=None, tokenizer=None, data_cfg=None) -
             probes.append(evaluate_linear_probe(model, task, shards, data_cfg, cfg.probe_fractions, cfg.seed,
                                                 cfg.batch_size, cfg.device, cfg.probe_train_split, cfg.split,
                                                 n_boot=cfg.n_boot, boot_seed=cfg.boot_seed, ci_level=cfg.ci_level,
-                                                task=tasks[task], min_records=cfg.min_records))
+                                                task=tasks[task], min_records=cfg.min_records, leads=only))
     main = cfg.main_prompts_name()
     zeroshot = results.pop(main)
     report = EvalReport(zeroshot, probes, meta={"model": cfg.model, "config": cfg.model_dump(mode="json")},

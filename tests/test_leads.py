@@ -374,3 +374,28 @@ def test_model_forward_takes_the_mask_and_old_bundles_load(tmp_path):
     save_file(old, str(bundle / WEIGHTS))
     loaded = load_bundle(bundle).model
     assert torch.count_nonzero(loaded.ecg_encoder.absence.lead_absent.weight) == 0
+
+
+def test_linear_probe_uses_only_the_given_leads(tiny_bundle, tmp_path, monkeypatch):
+    """`merl evaluate --leads I --linear-probe` probes features of lead I alone (fit and test)."""
+    from eval_fixtures import write_shards
+
+    import merl.training.embed as embed
+    from merl.evaluation.config import EvalConfig
+    from merl.evaluation.run import run_evaluation
+
+    shards = write_shards(tmp_path / "shards")
+    seen = []
+    real = embed.embed_ecgs
+
+    def spy(*args, **kwargs):
+        if kwargs.get("features") == "backbone":
+            seen.append(kwargs.get("leads"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(embed, "embed_ecgs", spy)
+    cfg = EvalConfig.model_validate({"model": str(tiny_bundle), "tasks": {"ptbxl_rhythm": str(shards)},
+                                     "leads": "I", "linear_probe": True, "probe_fractions": [1.0],
+                                     "batch_size": 8, "n_boot": 10, "probe_train_split": "test"})
+    run_evaluation(cfg)
+    assert len(seen) == 2 and all(m is not None and m.tolist() == [True] + [False] * 11 for m in seen)
