@@ -123,7 +123,8 @@ def test_train_run_tracked_and_export_attached(tmp_path, ray_local):
     assert run.info.status == "FINISHED" and run.data.params["model.proj_dim"] == "32"
     assert [m.step for m in client.get_metric_history(record["run_id"], "loss")] == [1, 2, 3]
     assert "val_zeroshot_auc" in run.data.metrics and "val_loss" in run.data.metrics
-    export_cmd(out=tmp_path / "model", checkpoint=None, run=tmp_path / "runs/tracked", tune_run=None)
+    export_cmd(out=str(tmp_path / "model"), checkpoint=None, run=str(tmp_path / "runs/tracked"), tune_run=None,
+               untrained=False, seed=0)
     names = {a.path for a in client.list_artifacts(record["run_id"], "bundle")}
     assert {"bundle/model.safetensors", "bundle/train_config.json"} <= names
     assert "result.json" in {a.path for a in client.list_artifacts(record["run_id"])}

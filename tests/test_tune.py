@@ -194,7 +194,7 @@ def test_optuna_search_tracked_and_winner_exported(tmp_path, ray_local):
     assert winner.data.params["params/model.proj_dim"] == str(outcome.best_params["model.proj_dim"])
     assert math.isclose(winner.data.metrics["val_zeroshot_auc"], outcome.best_score)
 
-    export_cmd(out=tmp_path / "model", checkpoint=None, run=None, tune_run=str(exp))
+    export_cmd(out=str(tmp_path / "model"), checkpoint=None, run=None, tune_run=str(exp), untrained=False, seed=0)
     bundle = load_bundle(tmp_path / "model")
     assert bundle.config.model.proj_dim == outcome.best_params["model.proj_dim"]
     artifacts = {a.path for a in client.list_artifacts(winner.info.run_id, "bundle")}
