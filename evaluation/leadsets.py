@@ -80,12 +80,16 @@ def evaluate_lead_sets(model, tokenizer, tasks: Mapping[str, str], data_cfg: Dat
                        lead_sets: str | Sequence[str] = DEFAULT_LEAD_SETS, *,
                        prompts: Mapping[str, Mapping[str, str] | None] | None = None, split: str = "test",
                        batch_size: int = 64, device: str = "cpu", max_prompt_tokens: int | None = None,
-                       progress: bool = False) -> list[LeadSetResult]:
+                       progress: bool = False, task_defs: Mapping[str, Any] | None = None,
+                       **zeroshot_kwargs) -> list[LeadSetResult]:
     """Zero-shot macro AUC of every task ({task: shard folder}) with every lead set.
 
     ``prompts``: {task: {label: prompt}} (None = each label's default prompt). A record that
     has none of a set's leads is still scored (its embedding then carries no signal), so
-    every set is scored on the same records.
+    every set is scored on the same records. ``task_defs`` ({task: Task} with its own label
+    set) and ``zeroshot_kwargs`` (``n_boot``, ``seed``, ``ci_level``, ``min_records``,
+    ``ecg_cache``) go to :func:`~merl.evaluation.zeroshot.evaluate_zeroshot` as in the main
+    evaluation, so lead sets share its label sets, resamples and (for 12 leads) embeddings.
     """
     from merl.evaluation.zeroshot import evaluate_zeroshot
 
@@ -94,7 +98,8 @@ def evaluate_lead_sets(model, tokenizer, tasks: Mapping[str, str], data_cfg: Dat
     for task, shards in tasks.items():
         scored = {label: evaluate_zeroshot(model, tokenizer, task, shards, data_cfg, prompts=(prompts or {}).get(task),
                                            split=split, batch_size=batch_size, device=device, progress=progress,
-                                           max_prompt_tokens=max_prompt_tokens, leads=leads_mask(leads))
+                                           max_prompt_tokens=max_prompt_tokens, leads=leads_mask(leads),
+                                           task=(task_defs or {}).get(task), **zeroshot_kwargs)
                   for label, leads in sets}
         out += [from_zeroshot(scored[label], label, leads, scored.get(FULL)) for label, leads in sets]
     return out

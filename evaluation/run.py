@@ -83,7 +83,9 @@ def run_evaluation(cfg: EvalConfig, model=None, tokenizer=None, data_cfg=None) -
         log.info("zero-shot by lead set: %s", ", ".join(cfg.lead_sets))
         report.lead_sets = evaluate_lead_sets(model, tokenizer, cfg.tasks, data_cfg, cfg.lead_sets,
                                               prompts=set_prompts[main], split=cfg.split, batch_size=cfg.batch_size,
-                                              device=cfg.device, max_prompt_tokens=cfg.max_prompt_tokens)
+                                              device=cfg.device, max_prompt_tokens=cfg.max_prompt_tokens,
+                                              task_defs=tasks, n_boot=cfg.n_boot, seed=cfg.boot_seed,
+                                              ci_level=cfg.ci_level, min_records=cfg.min_records, ecg_cache=ecg_cache)
     if bundle is not None:
         from merl.evaluation.comparable import RunFacts, paper_comparability
 

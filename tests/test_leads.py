@@ -285,17 +285,20 @@ def test_evaluate_lead_sets(tiny_bundle, tmp_path):
 
     from merl.cli import app
 
-    shards = write_shards(tmp_path / "shards")
+    shards = write_shards(tmp_path / "shards", n_per_split=(12, 6, 40))
     out = tmp_path / "eval"
     res = CliRunner().invoke(app, ["evaluate", "--model", str(tiny_bundle), "--task", f"ptbxl_rhythm={shards}",
-                                   "--lead-sets", "12,limb6,I+II,I,II", "--out", str(out), "batch_size=8"])
+                                   "--lead-sets", "12,limb6,I+II,I,II", "--out", str(out), "batch_size=8",
+                                   "n_boot=200", "boot_seed=3"])
     assert res.exit_code == 0, res.output
     assert "by lead set" in res.output and "limb6" in res.output and "I+II" in res.output
     data = json.loads((out / "results.json").read_text())
     sets = {r["lead_set"]: r for r in data["lead_sets"]}
     assert list(sets) == ["12", "limb6", "I+II", "I", "II"] and sets["limb6"]["leads"] == list(LEADS[:6])
     assert sets["12"]["macro_auc"] == pytest.approx(data["zeroshot"][0]["macro_auc"])  # the same scorer
-    assert all(r["n_records"] == 6 and r["task"] == "ptbxl_rhythm" for r in sets.values())
+    # ... with the run's resamples (n_boot, boot_seed), so 12 leads has the main table's interval
+    assert sets["12"]["macro_auc_ci"] == pytest.approx(data["zeroshot"][0]["macro_auc_ci"])
+    assert all(r["n_records"] == sets["12"]["n_records"] > 6 and r["task"] == "ptbxl_rhythm" for r in sets.values())
     lo, hi = sets["limb6"]["macro_auc_ci"]  # every set carries its bootstrap interval ...
     assert lo <= sets["limb6"]["macro_auc"] <= hi
     diff = sets["limb6"]["vs_12_leads"]  # ... and its paired difference to 12 leads (same resamples)

@@ -333,7 +333,8 @@ def score_split(
         ecg = embed_ecgs(model, shards_dir, split, data_cfg, ids=list(sl.ids), batch_size=batch_size,
                          progress=progress, leads=leads)
     else:
-        key = (str(shards_dir), split, None if leads is None else tuple(bool(x) for x in leads))
+        every = leads is None or bool(np.all(leads))  # all 12 leads: the records as they are
+        key = (str(shards_dir), split, None if every else tuple(bool(x) for x in leads))
         if key not in ecg_cache:
             ecg_cache[key] = embed_ecgs(model, shards_dir, split, data_cfg, batch_size=batch_size, progress=progress,
                                         leads=leads)
