@@ -126,6 +126,7 @@ def _train(name: str, backend: str, shards: Path, text_model: str, storage: Path
                   "backend": backend, "zero_stage": 2, "bf16": size["bf16"], "log_every": size["log_every"],
                   "cpus_per_worker": size["cpus_per_worker"]},
         "checkpoint": {"storage_path": str(storage), "every_n_steps": 0, "max_failures": 0},
+        "tracking": {"backend": "none"},  # a throughput check: no tracking store in the timed path
     })
     t0 = time.perf_counter()
     result = fit(cfg, name=name, resume=False)
@@ -152,9 +153,14 @@ def main(argv: list[str]) -> int:
     p.add_argument("--batch-size", type=int, default=128, help="per-GPU batch (default 128)")
     p.add_argument("--cpus-per-worker", type=float, default=2.0, help="CPUs for the training worker; the rest feed it")
     p.add_argument("--workdir", help="where shards and runs go (default: a new temp folder)")
+    p.add_argument("--backends", default="ddp,deepspeed", help="which runs, comma-separated (default ddp,deepspeed)")
+    p.add_argument("--skip-loader", action="store_true", help="skip the input-pipeline figure (and CPUs needed)")
     p.add_argument("--cpu-smoke", action="store_true", help="tiny run on CPU, to test this script without a GPU")
     args = p.parse_args(argv)
 
+    runs = [(name, backend) for name, backend in RUNS if backend in args.backends.split(",")]
+    if not runs:
+        p.error(f"--backends {args.backends!r}: choose from {','.join(b for _, b in RUNS)}")
     problem = _preflight(args.cpu_smoke)
     if problem:
         print(f"gpu check: {problem}", file=sys.stderr, flush=True)
@@ -193,14 +199,16 @@ def main(argv: list[str]) -> int:
     ray = ensure_ray(None)
     try:
         cpus = int(ray.cluster_resources().get("CPU", 1))
+        loader = 0.0
         t0 = time.perf_counter()
         data_cfg = DataConfig(train_shards=str(shards), fs=size["fs"], n_samples=size["n_samples"],
                               batch_size=size["batch"])
-        loader = samples_per_s_per_cpu(shards, data_cfg, text_model, cpus)
-        _say(f"input pipeline alone: {loader * cpus:.0f} samples/s on {cpus} CPUs ({time.perf_counter() - t0:.0f}s)")
-        report("loader_samples_per_s_per_cpu", loader, "samples/s/cpu")
+        if not args.skip_loader:
+            loader = samples_per_s_per_cpu(shards, data_cfg, text_model, cpus)
+            _say(f"input pipeline alone: {loader * cpus:.0f} samples/s on {cpus} CPUs ({time.perf_counter() - t0:.0f}s)")
+            report("loader_samples_per_s_per_cpu", loader, "samples/s/cpu")
         rates = []
-        for name, backend in RUNS:
+        for name, backend in runs:
             _say(f"training {name}: {size['steps']} steps, batch {size['batch']}, "
                  f"{size['fs']} Hz x {size['n_samples']}, ResNet18 width {size['width']}")
             try:

@@ -20,6 +20,7 @@ else is dropped with the reason, so an LLM cannot add attributes the knowledge l
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any, Optional
 
 from langchain_core.documents import Document
@@ -88,8 +89,18 @@ def content_tokens(text: str) -> list[str]:
     return [t for t in tokens(text) if t not in _GROUNDING_STOP]
 
 
+# A sentence encoder reads "no pathological Q waves" much as "pathological Q waves": a negated
+# finding pulls a class prompt towards the very reports it excludes (the NORM prompt scored
+# below chance on NORM records with its negated criteria). Such attributes are dropped, and
+# hedges such as "(may be inverted in aVR)" are cut from the ones kept.
+_NEGATED = re.compile(r"^(no|not|without|absence of|absent|never)\b", re.IGNORECASE)
+_HEDGE = re.compile(r"\s*\((?:may|can|except|unless|but)\b[^)]*\)", re.IGNORECASE)
+
+
 def ground(attributes: list[str], passages: list[str], threshold: float) -> tuple[list[str], list[DroppedAttribute]]:
-    """Split attributes into (kept, dropped) by the lexical grounding rule in the module docstring."""
+    """Split attributes into (kept, dropped) by the lexical grounding rule in the module docstring.
+
+    Negated attributes are dropped too (see ``_NEGATED``), and hedging asides cut."""
     vocab: set[str] = set()
     for p in passages:
         vocab.update(content_tokens(p))
@@ -97,8 +108,12 @@ def ground(attributes: list[str], passages: list[str], threshold: float) -> tupl
     dropped: list[DroppedAttribute] = []
     seen: set[str] = set()
     for raw in attributes:
-        attr = " ".join(str(raw).split()).strip(" .;,")
+        attr = _HEDGE.sub("", " ".join(str(raw).split())).strip(" .;,")
         key = attr.lower()
+        if _NEGATED.match(attr):
+            dropped.append(DroppedAttribute(attribute=attr, reason="negated (a text encoder ignores the negation)",
+                                            support=0.0))
+            continue
         toks = content_tokens(attr)
         if not toks:
             dropped.append(DroppedAttribute(attribute=attr, reason="no content words", support=0.0))
@@ -156,9 +171,18 @@ def prompt_synonyms(entry: KnowledgeEntry) -> list[str]:
     return short[:MAX_SYNONYMS]
 
 
+def qualified_subtypes(entry: KnowledgeEntry) -> list[str]:
+    """The entry's subtypes as a report would name them: a bare qualifier ("inferior", "acute")
+    becomes "inferior myocardial infarction"; named subtypes ("complete and incomplete LBBB") stay."""
+    name = _lower_first(entry.name)
+    return [f"{s} {name}" if len(s.split()) == 1 and s.islower() else s for s in entry.subtypes]
+
+
 def offline_attributes(entry: KnowledgeEntry, max_attributes: int) -> list[str]:
-    """Deterministic attributes straight from the entry: its criteria (its definition when it has none)."""
-    return (list(entry.criteria) or [entry.definition])[:max_attributes]
+    """Deterministic attributes straight from the entry: its subtypes, then its criteria (its
+    definition when it has neither). Subtypes first, as in the paper's released CKEPE prompts,
+    which list a class's subtypes in report vocabulary ("anterior myocardial infarction, ...")."""
+    return (qualified_subtypes(entry) + list(entry.criteria) or [entry.definition])[:max_attributes]
 
 
 # -- the chain --------------------------------------------------------------------------

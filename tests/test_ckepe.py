@@ -121,9 +121,12 @@ def test_offline_composer_is_deterministic_and_grounded(built):
     lbbb = a["CLBBB"]
     assert lbbb.prompt == (
         "Complete left bundle branch block (left bundle branch block, LBBB, CLBBB): QRS duration 120 ms or more in adults; "
-        "broad notched or slurred R wave in I, aVL, V5 and V6; absent q waves in I, V5 and V6"
+        "broad notched or slurred R wave in I, aVL, V5 and V6"
     )
-    assert lbbb.composer == "offline" and lbbb.model == "offline" and not lbbb.attributes_dropped
+    # the negated criterion is dropped: an encoder reads "absent q waves" as "q waves"
+    assert [(d.attribute, d.reason.split(" ")[0]) for d in lbbb.attributes_dropped] == [
+        ("Absent q waves in I, V5 and V6", "negated")]
+    assert lbbb.composer == "offline" and lbbb.model == "offline"
     texts = [p.text for p in lbbb.passages]
     kept, dropped = ground(lbbb.attributes_kept, texts, threshold=1.0)  # every word is in the passages
     assert kept == lbbb.attributes_kept and not dropped
@@ -157,7 +160,7 @@ def test_llm_with_nothing_grounded_falls_back_to_offline(built):
     out = build_ckepe_chain(index, KnowledgeConfig(), llm).invoke({"label": "AFIB", "ontology": "scp"})
     assert out.composer == "offline-fallback"
     assert out.attributes_kept[0] == "Irregularly irregular R-R intervals"
-    assert len(out.attributes_dropped) == 2
+    assert len(out.attributes_dropped) == 3  # the two LLM attributes + the negated "No distinct P waves"
 
 
 def test_llm_output_that_is_not_json_fails_clearly(built):
@@ -183,7 +186,8 @@ def test_prompts_cli_writes_prompts_and_provenance(built, tmp_path):
     assert list(prompts) == ["LBBB", "AF"] and prompts["AF"].startswith("Atrial flutter (AFLT): sawtooth flutter waves")
     prov = json.loads((dest.parent / "prompts.provenance.json").read_text())
     lab = prov["labels"]["LBBB"]
-    assert lab["concept_id"] == "complete_lbbb" and lab["model"] == "offline" and lab["attributes_dropped"] == []
+    assert lab["concept_id"] == "complete_lbbb" and lab["model"] == "offline"
+    assert [d["reason"].split(" ")[0] for d in lab["attributes_dropped"]] == ["negated"]
     assert {"id", "concept_id", "source", "score", "match", "text"} <= set(lab["passages"][0])
     assert lab["attributes_kept"] and prov["ontology"] == "csn"
 
@@ -220,3 +224,28 @@ def test_approximate_index_layouts_round_trip(built, tmp_path, kind):
         want = flat.search(q, k=1)[0][0].id
         assert index.search(q, k=1)[0][0].id == want and loaded.search(q, k=1)[0][0].id == want
         assert loaded.search(q, k=3, mmr=True, fetch_k=10)[0][0].id == want
+
+
+def test_offline_prompts_list_subtypes_and_carry_no_negations():
+    """As the paper's released prompts: a class's subtypes in report words, before its criteria;
+    negated criteria and hedges ("may be inverted in aVR") never reach a prompt (bundled entries)."""
+    from merl.knowledge.ckepe import compose_prompt, offline_attributes, prompt_synonyms
+    from merl.knowledge.documents import entry_documents
+    from merl.knowledge.kb import load_entries
+
+    kb = load_entries()
+
+    def prompt(label):
+        entry = kb.resolve(label, "ptbxl_superclass")
+        passages = [d.page_content for d in entry_documents(entry)]
+        kept, dropped = ground(offline_attributes(entry, 8), passages, threshold=0.6)
+        return compose_prompt(entry.name, kept, prompt_synonyms(entry)), dropped
+
+    mi, _ = prompt("MI")
+    assert mi.startswith("Myocardial infarction (myocardial infarct, heart attack, infarct pattern): "
+                         "anterior myocardial infarction; inferior myocardial infarction;")
+    norm, dropped = prompt("NORM")
+    assert "T waves upright in I, II and V3-V6" in norm
+    for words in ("No pathological", "no ST deviation", "may be inverted"):
+        assert words not in norm
+    assert [d.reason.split(" ")[0] for d in dropped] == ["negated"]

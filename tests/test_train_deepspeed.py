@@ -81,3 +81,37 @@ def test_zero3_two_workers_learns_validates_and_exports(ray_local, shards, tmp_p
     scores = zero_shot_scores(torch.from_numpy(emb.emb), class_embeddings(bundle.model, bundle.tokenizer, reports))
     acc = float((scores.argmax(1).numpy() == truth).mean())
     assert acc >= 1 / len(labels) + 0.35, f"exported model retrieves reports at {acc:.2f}"
+
+
+def test_bf16_engine_trains_batchnorm_in_one_process(tmp_path, monkeypatch):
+    """DeepSpeed bf16 casts parameters only: BatchNorm buffers must follow, or backward fails.
+
+    The GPU check found it (``Expected running_mean to have type BFloat16``); the same
+    mismatch fails on the CPU, so the engine is built here with bf16 on, on one gloo rank.
+    """
+    import torch.distributed as dist
+
+    from merl.core.raysession import free_port
+    from merl.training.loop import _DeepSpeedStepper
+    from merl.training.model import build_model
+
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", str(free_port()))
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    cfg = tiny_cfg(tmp_path, tmp_path, train={"backend": "deepspeed", "zero_stage": 2, "bf16": "on", "num_workers": 1})
+    model = build_model(cfg.model, cfg.loss, pretrained_text=False)
+    dist.init_process_group("gloo", rank=0, world_size=1)
+    try:
+        stepper = _DeepSpeedStepper(model, cfg, world_size=1, scratch=str(tmp_path / "ds"))
+        bn = next(m for m in stepper.module.modules() if isinstance(m, torch.nn.BatchNorm1d))
+        assert bn.weight.dtype == bn.running_mean.dtype == torch.bfloat16
+        ecg = torch.randn(4, 12, 200)
+        ids = torch.randint(5, 100, (4, 16))
+        before = bn.running_mean.clone()
+        out = stepper.forward(ecg, ids, torch.ones_like(ids))
+        stepper.backward_step(out["ecg"].float().pow(2).mean() + out["text"].float().pow(2).mean())
+        assert not torch.equal(before, bn.running_mean)  # the forward updated the stats, in bf16
+    finally:
+        dist.destroy_process_group()

@@ -39,7 +39,7 @@ def check_backend(tracking: TrackingConfig) -> None:
     package = {"mlflow": "mlflow", "wandb": "wandb"}.get(tracking.backend)
     if package and importlib.util.find_spec(package) is None:
         raise ConfigError(f"tracking.backend={tracking.backend} needs the {package} package "
-                          f"(pip install {package}), or set tracking=mlflow|none")
+                          f"(pip install {package}), or set tracking=none")
 
 
 def mlflow_uri(uri: str) -> str:
