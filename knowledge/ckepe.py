@@ -179,10 +179,12 @@ def qualified_subtypes(entry: KnowledgeEntry) -> list[str]:
 
 
 def offline_attributes(entry: KnowledgeEntry, max_attributes: int) -> list[str]:
-    """Deterministic attributes straight from the entry: its subtypes, then its criteria (its
-    definition when it has neither). Subtypes first, as in the paper's released CKEPE prompts,
-    which list a class's subtypes in report vocabulary ("anterior myocardial infarction, ...")."""
-    return (qualified_subtypes(entry) + list(entry.criteria) or [entry.definition])[:max_attributes]
+    """Deterministic attributes straight from the entry: its subtypes, else its criteria, else
+    its definition. The paper's released CKEPE prompts list a class's subtypes in report words
+    ("anterior myocardial infarction, inferior myocardial infarction, ..."); textbook criteria
+    name the measurements that abnormal reports mention ("QTc below 450 ms" reads much like
+    "prolonged QTc" to a sentence encoder), so they describe only classes without subtypes."""
+    return (qualified_subtypes(entry) or list(entry.criteria) or [entry.definition])[:max_attributes]
 
 
 # -- the chain --------------------------------------------------------------------------
