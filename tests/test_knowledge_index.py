@@ -183,6 +183,7 @@ def test_cli_query_and_prompts_for_a_task(saved_index, tmp_path):
     assert res.exit_code == 0, res.output
     prompts = json.loads(out.read_text())
     assert list(prompts) == ["AFIB", "VPC", "NORM", "1AVB", "CRBBB", "STE", "PAC", "CLBBB", "STD"]
-    assert prompts["AFIB"].startswith("Atrial fibrillation (") and "irregular" in prompts["AFIB"]
+    assert prompts["AFIB"].startswith("Atrial fibrillation (")  # its subtypes: the paper's prompt style
+    assert "paroxysmal atrial fibrillation" in prompts["AFIB"]
     prov = json.loads((tmp_path / "icbeb.provenance.json").read_text())
     assert prov["labels"]["CLBBB"]["concept_id"] == "complete_lbbb" and prov["model"] == "offline"
