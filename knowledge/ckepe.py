@@ -6,8 +6,8 @@
       -> resolve (exact code -> knowledge entry)
       -> gather passages (the entry's own passages + retriever hits on its expanded name)
       -> ChatPromptTemplate -> chat model -> structured attributes      [LLM configured]
-         | offline composer: name, synonyms, criteria of the entry      [no LLM]
-      -> grounding filter (drops attributes the passages do not support)
+         | offline composer: name, synonyms, subtypes (else criteria)   [no LLM]
+      -> grounding filter (drops attributes the passages do not support, and negated ones)
       -> "<name> (<synonyms>): <attr1>, <attr2>, ..."   + provenance
 
 Grounding rule (deterministic, lexical): an attribute is kept when (a) every number in it

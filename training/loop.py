@@ -99,7 +99,7 @@ def deepspeed_config(cfg: TrainConfig, world_size: int) -> dict[str, Any]:
         "gradient_clipping": cfg.optim.grad_clip,
         "zero_optimization": {"stage": cfg.train.zero_stage},
         "bf16": {"enabled": use_bf16(cfg)},
-        # DeepSpeed >= 0.18 casts parameters only; BatchNorm's running stats would stay fp32
+        # DeepSpeed 0.19 casts parameters only; BatchNorm's running stats would stay fp32
         # beside bf16 weights, and its backward refuses the mix (seen on an H200).
         **({"data_types": {"buffer_dtype": "bf16"}} if use_bf16(cfg) else {}),
         "zero_allow_untested_optimizer": True,
