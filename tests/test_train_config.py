@@ -44,6 +44,15 @@ def test_deepspeed_config_follows_train_config():
     assert ds["bf16"]["enabled"] is False  # CPU: bf16 "auto" stays off
 
 
+def test_bf16_switch_reads_yaml_on_and_off(tmp_path):
+    # YAML 1.1 reads a bare `on` as true: the switch must still mean what was written.
+    assert load_config(TrainConfig, None, ["train.bf16=on"]).train.bf16 == "on"
+    (tmp_path / "c.yaml").write_text("train:\n  bf16: off\n")
+    assert load_config(TrainConfig, tmp_path / "c.yaml").train.bf16 == "off"
+    with pytest.raises(ConfigError, match="train.bf16"):
+        load_config(TrainConfig, None, ["train.bf16=sometimes"])
+
+
 def test_user_deepspeed_dict_is_merged_and_zero3_allowed():
     cfg = load_config(TrainConfig, None, [
         "train.backend=deepspeed", "train.zero_stage=3",

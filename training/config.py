@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from merl.core.config import StrictModel
 from merl.training.data.config import DataConfig
@@ -82,6 +82,12 @@ class RunConfigSection(StrictModel):
         0.5, gt=0.0, description="CPUs reserved per worker; leave some free for the Ray Data tasks feeding them"
     )
 
+
+    @field_validator("bf16", mode="before")
+    @classmethod
+    def _yaml_switch(cls, v: Any) -> Any:
+        """YAML reads a bare ``on``/``off`` as a boolean: take it as the switch it was written as."""
+        return {True: "on", False: "off"}.get(v, v) if isinstance(v, bool) else v
 
     @model_validator(mode="after")
     def _deepspeed_keys(self) -> RunConfigSection:
