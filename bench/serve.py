@@ -4,10 +4,12 @@ A real `merl knowledge serve` application (Ray Serve, embedded local cluster, on
 ``num_cpus=1``) over the bundled knowledge index, asked over real HTTP by
 :class:`merl.knowledge.client.KnowledgeClient` with the labelled retrieval queries:
 
-* one client, sequential: at most ``SEQUENTIAL_QUERIES`` queries -> ``serve_query_p50_ms``;
+* one client, sequential: at most ``SEQUENTIAL_QUERIES`` queries -> ``serve_query_p50_ms``, and
+  the free-text queries alone (no code or term the index knows) -> ``serve_query_p50_ms_free_text``;
 * ``CLIENTS`` concurrent clients for ``WINDOW_S`` s -> ``serve_queries_per_s_8_clients``,
   ``serve_query_p99_ms_8_clients``, the ratio to one client's rate (what batching the
-  embedding of concurrent queries buys) and the mean batch size the replica saw;
+  embedding of concurrent queries buys) and the mean batch size the replica saw; the same ratio
+  for ``GET /healthz`` (``serve_healthz_8_vs_1_client``), the ceiling Serve itself allows here;
 * on a machine with >= 4 cores, the same load on 2 replicas -> ``serve_2_vs_1_replicas``.
 
 ``serve_errors`` counts failed requests over all phases. Figures depend on what else the
@@ -31,8 +33,10 @@ WINDOW_S = 20.0
 
 
 
-def _load(url: str, queries: list[str], clients: int, window_s: float, max_queries: int | None = None):
-    """(latencies in ms, errors, elapsed s) of ``clients`` threads asking in a loop until the window ends."""
+def _load(url: str, queries: list[str], clients: int, window_s: float, max_queries: int | None = None,
+          health: bool = False):
+    """(latencies in ms, errors, elapsed s) of ``clients`` threads asking in a loop until the window ends
+    (``GET /healthz`` instead of the queries with ``health``)."""
     from merl.knowledge.client import KnowledgeClient, KnowledgeServiceError
 
     lat: list[float] = []
@@ -46,7 +50,7 @@ def _load(url: str, queries: list[str], clients: int, window_s: float, max_queri
         while time.perf_counter() < deadline and (max_queries is None or len(lat) < max_queries):
             t = time.perf_counter()
             try:
-                client.query(queries[i % len(queries)])
+                client.health() if health else client.query(queries[i % len(queries)])
                 ok = True
             except KnowledgeServiceError:
                 ok = False
@@ -70,8 +74,9 @@ def run(report, workdir: Path) -> None:
     from bench.retrieval import load_queries
     from merl.core.raysession import free_port
     from merl.knowledge.client import KnowledgeClient
-    from merl.knowledge.index import build_index
+    from merl.knowledge.index import KnowledgeIndex, build_index
     from merl.knowledge.kb import load_entries
+    from merl.knowledge.retriever import KnowledgeRetriever
     from merl.knowledge.service import KnowledgeServer, ServeConfig
 
     workdir = Path(workdir)
@@ -80,6 +85,8 @@ def run(report, workdir: Path) -> None:
     if not (index / "manifest.json").is_file():
         build_index(load_entries()).save(index)
     queries = [q["query"] for q in load_queries()]
+    retriever = KnowledgeRetriever(index=KnowledgeIndex.load(str(index)))
+    free_text = [q for q in queries if not retriever.plan(q)[0]]
     cores = os.cpu_count() or 1
     with KnowledgeServer(str(index), serve_cfg=ServeConfig(port=free_port(), replicas=1, num_cpus=1)) as server:
         _load(server.url, queries, 1, 30.0, max_queries=10)  # warm-up: first requests allocate and fill caches
@@ -88,6 +95,9 @@ def run(report, workdir: Path) -> None:
         qps1 = len(lat1) / t1
         report("serve_query_p50_ms", float(np.percentile(lat1, 50)), "ms")
         report("serve_queries_per_s_1_client", qps1, "queries/s")
+        # Code and term queries reuse vectors computed at start-up; free text runs the encoder.
+        latf, errf, _ = _load(server.url, free_text, 1, SEQUENTIAL_MAX_S, max_queries=min(100, 2 * len(free_text)))
+        report("serve_query_p50_ms_free_text", float(np.percentile(latf, 50)), "ms")
         client = KnowledgeClient(server.url)
         before = client.health()
         lat8, err8, t8 = _load(server.url, queries, CLIENTS, WINDOW_S)
@@ -99,7 +109,11 @@ def run(report, workdir: Path) -> None:
         report("serve_queries_per_s_8_clients", qps8, "queries/s")
         report("serve_query_p99_ms_8_clients", float(np.percentile(lat8, 99)) if lat8 else float("nan"), "ms")
         report("serve_8_vs_1_client_throughput", qps8 / qps1 if qps1 else float("nan"), "x")
-        errors = err1 + err8
+        # The same ratio for a request that does no work: what Serve's proxy and replica allow here.
+        h1, errh1, th1 = _load(server.url, queries, 1, 5.0, health=True)
+        h8, errh8, th8 = _load(server.url, queries, CLIENTS, 5.0, health=True)
+        report("serve_healthz_8_vs_1_client", (len(h8) / th8) / (len(h1) / th1) if h1 else float("nan"), "x")
+        errors = err1 + errf + err8 + errh1 + errh8
         if cores >= 4:
             server.scale(2)
             _load(server.url, queries, CLIENTS, 5.0)  # warm-up of the new replicas

@@ -106,10 +106,29 @@ class LexicalIndex:
 
         self.vectorizer = TfidfVectorizer(analyzer=tokens, sublinear_tf=True, dtype=np.float32)
         self.matrix = self.vectorizer.fit_transform(list(texts)).tocsr()  # rows are L2-normalised
+        self._columns = self.matrix.tocsc()  # a query has a few words: read their columns only
+        self._vocabulary = self.vectorizer.vocabulary_
+        self._idf = self.vectorizer.idf_.astype(np.float32)
 
     def scores(self, query: str) -> np.ndarray:
-        q = self.vectorizer.transform([query])
-        return np.asarray((self.matrix @ q.T).todense()).ravel()
+        """Cosine similarity of the query's TF-IDF vector to every passage: the vectorizer's
+        own weighting (1 + log tf, times idf, L2-normalised), computed for the query's few words
+        directly, since ``TfidfVectorizer.transform`` costs a millisecond per call."""
+        counts: dict[int, int] = {}
+        for t in self.vectorizer.build_analyzer()(query):
+            col = self._vocabulary.get(t)
+            if col is not None:
+                counts[col] = counts.get(col, 0) + 1
+        out = np.zeros(self.matrix.shape[0], dtype=np.float32)
+        if not counts:
+            return out
+        cols = np.fromiter(counts, dtype=np.int64, count=len(counts))
+        w = (np.log(np.fromiter(counts.values(), dtype=np.float32, count=len(counts))) + 1) * self._idf[cols]
+        w /= np.linalg.norm(w)
+        for c, wc in zip(cols, w):
+            lo, hi = self._columns.indptr[c], self._columns.indptr[c + 1]
+            out[self._columns.indices[lo:hi]] += wc * self._columns.data[lo:hi]
+        return out
 
 
 class KnowledgeIndex:
@@ -121,6 +140,7 @@ class KnowledgeIndex:
         self.manifest = manifest
         self.kb = kb
         self._lexical: LexicalIndex | None = None
+        self._known: dict[str, list[float]] = {}  # text -> its embedding, see remember()
 
     @property
     def lexical(self) -> LexicalIndex:
@@ -188,6 +208,21 @@ class KnowledgeIndex:
         self.add_embedded(documents, embed_passages(self.embeddings, [d.page_content for d in documents], progress))
         return len(documents)
 
+    # -- embeddings computed ahead of queries ----------------------------------------------
+    def remember(self, texts: Iterable[str]) -> int:
+        """Embed ``texts`` now, one at a time as a query would be, and reuse the vectors when one
+        is searched verbatim. A service does this at start-up for every entry's code expansion
+        (what a code or term query embeds), so those queries skip the encoder. Returns how many
+        texts were new."""
+        new = [t for t in dict.fromkeys(texts) if t not in self._known]
+        for t in new:
+            self._known[t] = self.embeddings.embed_query(t)
+        return len(new)
+
+    def known_vector(self, text: str) -> list[float] | None:
+        """The remembered embedding of ``text``, if :meth:`remember` computed it."""
+        return self._known.get(text)
+
     # -- introspection ------------------------------------------------------------------
     @property
     def dim(self) -> int:
@@ -219,6 +254,8 @@ class KnowledgeIndex:
         only) the score is ``(1 - w) * cosine + w * tfidf_cosine`` over the union of both
         top candidate lists; w = 0 is pure dense search. ``vector`` is ``query``'s embedding
         when the caller already has it (the service embeds queries in batches)."""
+        if vector is None:
+            vector = self.known_vector(query)
         vec = self.embeddings.embed_query(query) if vector is None else list(map(float, vector))
         if lexical_weight > 0 and not mmr:
             return self.hybrid_search(

@@ -36,6 +36,11 @@ def expansion_text(entry: KnowledgeEntry) -> str:
     return "; ".join([entry.name, *entry.synonyms])
 
 
+def code_expansions(index: KnowledgeIndex) -> list[str]:
+    """The text a query that names one entry embeds, for every entry of the index."""
+    return [expansion_text(e) for e in index.kb.entries] if index.kb is not None else []
+
+
 class KnowledgeRetriever(BaseRetriever):
     """Hybrid retriever: exact code/term hits first, then cosine similarity (or MMR) passages."""
 

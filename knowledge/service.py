@@ -207,6 +207,7 @@ def build_app(index: str, knowledge: KnowledgeConfig | None = None, serve_cfg: S
 
             from merl.core.env import apply_defaults
             from merl.knowledge.index import KnowledgeIndex
+            from merl.knowledge.retriever import code_expansions
 
             apply_defaults()  # offline or not as the driver was: ensure_ray forwards its HF_* settings
             self.cfg = KnowledgeConfig.model_validate(knowledge)
@@ -215,6 +216,8 @@ def build_app(index: str, knowledge: KnowledgeConfig | None = None, serve_cfg: S
             self.index_name = index.rstrip("/").rsplit("/", 1)[-1]
             self.index = KnowledgeIndex.load(index)
             self.index.embeddings.embed_query("warm up")  # load the encoder now, not on the first request
+            # Code and term queries embed an entry's expansion: compute those once, here.
+            self.index.remember(code_expansions(self.index))
             self.index.lexical  # noqa: B018  (fit the TF-IDF once, before requests share it)
             self._embed_batch.set_max_batch_size(self.serve_cfg.max_batch_size)
             self.in_flight = 0
@@ -225,6 +228,16 @@ def build_app(index: str, knowledge: KnowledgeConfig | None = None, serve_cfg: S
             self.batches += 1
             self.embedded += len(texts)
             return await asyncio.to_thread(self.index.embeddings.embed_documents, texts)
+
+        async def _embed(self, text: str) -> list[float]:
+            # Serve forms a batch as soon as its first query arrives, so a batch must wait to
+            # gather concurrent queries; a lone query (one client) never waits.
+            self.in_flight += 1
+            self._embed_batch.set_batch_wait_timeout_s(self.serve_cfg.batch_wait_timeout_s if self.in_flight > 1 else 0.0)
+            try:
+                return await self._embed_batch(text)
+            finally:
+                self.in_flight -= 1
 
         @api.get("/healthz")
         async def healthz(self) -> dict:
@@ -242,14 +255,9 @@ def build_app(index: str, knowledge: KnowledgeConfig | None = None, serve_cfg: S
                 ontology=f.ontology, category=f.category, kind=f.kind,
             )
             _, text = retriever.plan(req.text)
-            # Serve forms a batch as soon as its first query arrives, so a batch must wait to
-            # gather concurrent queries; a lone query (one client) never waits.
-            self.in_flight += 1
-            self._embed_batch.set_batch_wait_timeout_s(self.serve_cfg.batch_wait_timeout_s if self.in_flight > 1 else 0.0)
-            try:
-                vector = await self._embed_batch(text)
-            finally:
-                self.in_flight -= 1
+            vector = self.index.known_vector(text)
+            if vector is None:
+                vector = await self._embed(text)
             docs = retriever.retrieve(req.text, vector)  # FAISS + TF-IDF over the passages: well under a millisecond
             return QueryResponse(query=req.text, k=retriever.k, mmr=retriever.mmr, results=result_rows(docs))
 

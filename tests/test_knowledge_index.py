@@ -152,6 +152,34 @@ def test_mmr_returns_more_diverse_concepts(retriever):
     assert len(concepts(mmr)) > len(concepts(plain))
 
 
+def test_lexical_scores_equal_the_vectorizers_own(saved_index):
+    # The hand-rolled query weighting must be TfidfVectorizer's (1 + log tf, idf, L2 norm).
+    import numpy as np
+
+    lex = saved_index[0].lexical
+    for q in [*QUERIES, "ST ST elevation elevation in V1 V2", "no known words zzz", ""]:
+        want = np.asarray((lex.matrix @ lex.vectorizer.transform([q]).T).todense()).ravel()
+        np.testing.assert_allclose(lex.scores(q), want, atol=1e-6)
+
+
+def test_remembered_texts_skip_the_encoder(saved_index, monkeypatch):
+    from merl.knowledge.retriever import code_expansions
+
+    index = KnowledgeIndex(saved_index[0].store, saved_index[0].embeddings, saved_index[0].manifest, saved_index[0].kb)
+    texts = code_expansions(index)
+    assert len(texts) == len(index.kb.entries) and index.remember(texts) == len(set(texts))
+    retriever = KnowledgeRetriever.from_config(index, KnowledgeConfig())
+    want = [(d.id, d.metadata["score"]) for d in retriever.invoke("CLBBB")]
+
+    def no_encoder(*a, **k):
+        raise AssertionError("the encoder ran for a remembered text")
+
+    monkeypatch.setattr(index.embeddings, "embed_query", no_encoder)
+    assert [(d.id, d.metadata["score"]) for d in retriever.invoke("CLBBB")] == want
+    with pytest.raises(AssertionError, match="encoder ran"):
+        retriever.invoke("wide QRS with notched R in V6")  # free text still needs the encoder
+
+
 def test_cli_query_and_prompts_for_a_task(saved_index, tmp_path):
     from merl.cli import app
 
