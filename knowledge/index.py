@@ -108,6 +108,7 @@ class LexicalIndex:
         self.matrix = self.vectorizer.fit_transform(list(texts)).tocsr()  # rows are L2-normalised
         self._columns = self.matrix.tocsc()  # a query has a few words: read their columns only
         self._vocabulary = self.vectorizer.vocabulary_
+        self._analyze = self.vectorizer.build_analyzer()
         self._idf = self.vectorizer.idf_.astype(np.float32)
 
     def scores(self, query: str) -> np.ndarray:
@@ -115,7 +116,7 @@ class LexicalIndex:
         own weighting (1 + log tf, times idf, L2-normalised), computed for the query's few words
         directly, since ``TfidfVectorizer.transform`` costs a millisecond per call."""
         counts: dict[int, int] = {}
-        for t in self.vectorizer.build_analyzer()(query):
+        for t in self._analyze(query):
             col = self._vocabulary.get(t)
             if col is not None:
                 counts[col] = counts.get(col, 0) + 1
@@ -222,6 +223,10 @@ class KnowledgeIndex:
     def known_vector(self, text: str) -> list[float] | None:
         """The remembered embedding of ``text``, if :meth:`remember` computed it."""
         return self._known.get(text)
+
+    @property
+    def remembered(self) -> int:
+        return len(self._known)
 
     # -- introspection ------------------------------------------------------------------
     @property

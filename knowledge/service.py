@@ -243,7 +243,8 @@ def build_app(index: str, knowledge: KnowledgeConfig | None = None, serve_cfg: S
         async def healthz(self) -> dict:
             return {"status": "ok", "index": self.index_name, "passages": len(self.index),
                     "embedding": self.index.manifest.get("embedding"), "pid": os.getpid(),
-                    "batches": self.batches, "queries_embedded": self.embedded}
+                    "batches": self.batches, "queries_embedded": self.embedded,
+                    "vectors_remembered": self.index.remembered}
 
         @api.post("/query", response_model=QueryResponse)
         async def query(self, req: QueryRequest) -> QueryResponse:

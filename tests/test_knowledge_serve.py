@@ -20,7 +20,7 @@ from merl.knowledge.client import KnowledgeClient, KnowledgeServiceError
 from merl.knowledge.config import KnowledgeConfig
 from merl.knowledge.index import KnowledgeIndex, build_index
 from merl.knowledge.kb import load_entries
-from merl.knowledge.retriever import KnowledgeRetriever, result_rows
+from merl.knowledge.retriever import KnowledgeRetriever, code_expansions, result_rows
 from merl.knowledge.service import MAX_BODY_BYTES, KnowledgeServer, ServeConfig
 
 # The tests that use the service share one embedded Ray cluster and one replica: about 25 s to
@@ -104,9 +104,10 @@ def test_prompts_equal_the_in_process_chain(server, local):
 
 
 @slow
-def test_health_and_docs(server):
+def test_health_and_docs(server, local):
     health = KnowledgeClient(server.url).health()
     assert health["status"] == "ok" and health["passages"] > 100
+    assert health["vectors_remembered"] == len(set(code_expansions(local)))  # every code expansion, at start-up
     with urllib.request.urlopen(server.url + "/docs", timeout=30) as r:
         assert r.status == 200 and b"swagger" in r.read().lower()
     with urllib.request.urlopen(server.url + "/openapi.json", timeout=30) as r:
