@@ -53,6 +53,17 @@ def test_bf16_switch_reads_yaml_on_and_off(tmp_path):
         load_config(TrainConfig, None, ["train.bf16=sometimes"])
 
 
+def test_bf16_native_follows_the_cpu(monkeypatch):
+    from merl.training import loop
+
+    native = load_config(TrainConfig, None, ["train.bf16=native"])
+    monkeypatch.setattr(loop, "cpu_has_bf16", lambda: True)
+    assert loop.use_bf16(native) and deepspeed_config(native, 1)["data_types"]["buffer_dtype"] == "bf16"
+    assert not loop.use_bf16(load_config(TrainConfig, None, []))  # auto: GPU only
+    monkeypatch.setattr(loop, "cpu_has_bf16", lambda: False)
+    assert not loop.use_bf16(native) and not deepspeed_config(native, 1)["bf16"]["enabled"]
+
+
 def test_user_deepspeed_dict_is_merged_and_zero3_allowed():
     cfg = load_config(TrainConfig, None, [
         "train.backend=deepspeed", "train.zero_stage=3",

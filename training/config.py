@@ -76,7 +76,10 @@ class RunConfigSection(StrictModel):
         description="merged over the generated DeepSpeed config (offload, bucket sizes, ...); "
         "batch size, accumulation, clipping, precision, ZeRO stage, optimizer and scheduler come from the other fields",
     )
-    bf16: Literal["auto", "on", "off"] = Field("auto", description="auto = bf16 on GPU only")
+    bf16: Literal["auto", "native", "on", "off"] = Field(
+        "auto", description="auto = bf16 on GPU only; native = also on a CPU with bf16 instructions (AVX512-BF16 "
+        "or AMX), where it about halves a step; on = always (slow where the CPU emulates bf16)"
+    )
     log_every: int = Field(10, ge=1, description="progress line every N steps")
     cpus_per_worker: float = Field(
         0.5, gt=0.0, description="CPUs reserved per worker; leave some free for the Ray Data tasks feeding them"

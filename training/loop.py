@@ -83,8 +83,21 @@ def build_optimizer(model: torch.nn.Module, cfg: TrainConfig):
     return opt, sched
 
 
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX); elsewhere torch emulates
+    it, slower than fp32."""
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # private, hence probed
+    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in probes)
+
+
 def use_bf16(cfg: TrainConfig) -> bool:
-    return cfg.train.bf16 == "on" or (cfg.train.bf16 == "auto" and cfg.train.use_gpu and torch.cuda.is_available())
+    """Resolved on the worker, where the device is known."""
+    mode = cfg.train.bf16
+    if mode in ("on", "off"):
+        return mode == "on"
+    if cfg.train.use_gpu and torch.cuda.is_available():
+        return True
+    return mode == "native" and cpu_has_bf16()
 
 
 def deepspeed_config(cfg: TrainConfig, world_size: int) -> dict[str, Any]:
