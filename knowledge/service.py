@@ -10,8 +10,9 @@ so notebooks, labelling tools and scripts on the cluster pay only the retrieval.
 
 Requests name no files: the index is fixed when the service starts, and ``llm`` is a model
 spec checked against the service's allow-list (empty by default: the offline composer).
-Queries arriving together are embedded in one batch (``serve.batch``), which is where a
-replica's throughput under concurrent clients comes from.
+A query that names a code or a term embeds its entry's expansion, which each replica embeds
+once at start-up (``KnowledgeIndex.remember``); free-text queries arriving together are
+embedded in one batch (``serve.batch``).
 """
 
 

@@ -90,7 +90,7 @@ class RunConfigSection(StrictModel):
     @classmethod
     def _yaml_switch(cls, v: Any) -> Any:
         """YAML reads a bare ``on``/``off`` as a boolean: take it as the switch it was written as."""
-        return {True: "on", False: "off"}.get(v, v) if isinstance(v, bool) else v
+        return ("on" if v else "off") if isinstance(v, bool) else v
 
     @model_validator(mode="after")
     def _deepspeed_keys(self) -> RunConfigSection:
