@@ -73,6 +73,8 @@ def model_reasons(cfg: TrainConfig | None, text_model: str, info: Mapping[str, A
         out.append(f"model.text_pooling={m.text_pooling} (reference: pooler)")
     if m.freeze_text_layers != "all":
         out.append(f"model.freeze_text_layers={m.freeze_text_layers} (reference: all, the text model frozen)")
+    if m.text_cache:
+        out.append("model.text_cache=true (reference: text features recomputed each step, with its frozen LM's dropout)")
     if (d.fs, d.n_samples) != (500, 5000):
         out.append(f"input {d.fs} Hz x {d.n_samples} (reference: 500 Hz x 5000)")
     if d.normalize != "minmax_record":

@@ -28,8 +28,9 @@ from merl.core.tasks import TASKS
 class DemoConfig(StrictModel):
     """Sizes of the synthetic corpora and the pretraining budget (laptop-sized by default)."""
 
-    n_mimic: int = Field(4800, ge=64, description="pretraining pairs (MIMIC-IV-ECG layout)")
-    n_ptbxl: int = Field(1500, ge=50, description="PTB-XL layout records (4 PTB-XL tasks)")
+    n_mimic: int = Field(9600, ge=64, description="pretraining pairs (MIMIC-IV-ECG layout)")
+    n_ptbxl: int = Field(3000, ge=50, description="PTB-XL layout records (4 PTB-XL tasks; ~250 in the "
+                                                        "test split)")
     n_cpsc2018: int = Field(600, ge=50, description="CPSC2018 layout records (icbeb task)")
     n_csn: int = Field(1000, ge=50, description="CSN layout records (chapman task)")
     seed: int = Field(0, description="first seed: corpus (synthesis) and training seeds derive from it")

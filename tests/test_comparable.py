@@ -73,6 +73,10 @@ def test_every_difference_is_a_reason(tmp_path):
                    "ptbxl_super_class: prompts cut to 512 tokens: NORM", "ptbxl_form: prompt limit 128 tokens"):
         assert needle in text, needle
     assert "no prompts file" in "\n".join(paper_comparability(facts(tmp_path, prompts=None))["reasons"])
+    cached = paper_config("resnet18", "/models/MedCPT-Query-Encoder")
+    cached.model.text_cache = True
+    assert paper_comparability(facts(tmp_path, train_config=cached))["reasons"] == [
+        "model.text_cache=true (reference: text features recomputed each step, with its frozen LM's dropout)"]
     enc = paper_config("vit_tiny", "ncbi/MedCPT-Query-Encoder")
     assert paper_comparability(facts(tmp_path, train_config=enc, bundle_info={"encoder_only": True}))["reasons"] == [
         "ECG encoder vit_tiny (the paper's 75.2 is ResNet18's)", "imported ECG encoder only: the heads are untrained"]

@@ -84,3 +84,48 @@ def test_encode_normalize_gives_unit_rows_of_the_same_direction(model_and_batch)
         assert unit.dtype == torch.float32
         assert torch.allclose(unit.norm(dim=-1), torch.ones(len(unit)), atol=1e-5)
         assert torch.allclose(unit * raw.norm(dim=-1, keepdim=True), raw, atol=1e-5)
+
+
+def test_text_cache_computes_each_report_once_in_eval_mode(monkeypatch):
+    """``model.text_cache``: a frozen text model's features for a report are computed once
+    (eval mode, whatever the batch's padding) and reused; the projection above still trains."""
+    model = build_model(ModelConfig(width=8, freeze_text_layers="all", text_cache=True, proj_dim=16, proj_hidden=16))
+    tok = load_tokenizer()
+    reports = ["sinus rhythm", "atrial fibrillation with rapid response", "left bundle branch block"]
+    short = tok(reports[:2], padding=True, return_tensors="pt")
+    model.eval()
+    with torch.no_grad():
+        expected = model.text_encoder(short["input_ids"], short["attention_mask"])
+    model.train()
+    first = model.text_encoder(short["input_ids"], short["attention_mask"])
+    assert len(model.text_encoder.cache) == 2
+    assert torch.allclose(first, expected, atol=1e-5)  # eval mode: the frozen LM's dropout is off
+
+    calls = []
+    forward = model.text_encoder.model.forward
+
+    def counted(*args, **kwargs):
+        calls.append(len(kwargs["input_ids"]))
+        return forward(*args, **kwargs)
+
+    monkeypatch.setattr(model.text_encoder.model, "forward", counted)
+    wider = tok(reports, padding=True, return_tensors="pt")  # the first two padded to another width
+    again = model.text_encoder(wider["input_ids"], wider["attention_mask"])
+    assert calls == [1]  # only the new report went through the text model
+    assert torch.allclose(again[:2], first, atol=1e-6) and len(model.text_encoder.cache) == 3
+
+    out = model(torch.randn(3, 12, 1000), wider["input_ids"], wider["attention_mask"])
+    MERLLoss()(out).total.backward()
+    assert model.text_proj.net[0].weight.grad.abs().sum() > 0
+    assert calls == [1]
+
+
+def test_text_cache_needs_a_frozen_text_model():
+    from merl.core.config import ConfigError, load_config
+    from merl.training.config import TrainConfig
+
+    with pytest.raises(ConfigError, match="text_cache needs model.freeze_text_layers=all"):
+        load_config(TrainConfig, None, ["model.text_cache=true", "model.freeze_text_layers=5"])
+    with pytest.raises(ConfigError, match="ZeRO-3"):
+        load_config(TrainConfig, None, ["model.text_cache=true", "model.freeze_text_layers=all",
+                                        "train.backend=deepspeed", "train.zero_stage=3"])

@@ -88,6 +88,8 @@ def test_bf16_engine_trains_batchnorm_in_one_process(tmp_path, monkeypatch):
 
     The GPU check found it (``Expected running_mean to have type BFloat16``); the same
     mismatch fails on the CPU, so the engine is built here with bf16 on, on one gloo rank.
+    The second step reads ``model.text_cache``'s features, which must be in the engine's dtype
+    too (the projection's weights are bf16).
     """
     import torch.distributed as dist
 
@@ -100,7 +102,8 @@ def test_bf16_engine_trains_batchnorm_in_one_process(tmp_path, monkeypatch):
     monkeypatch.setenv("RANK", "0")
     monkeypatch.setenv("LOCAL_RANK", "0")
     monkeypatch.setenv("WORLD_SIZE", "1")
-    cfg = tiny_cfg(tmp_path, tmp_path, train={"backend": "deepspeed", "zero_stage": 2, "bf16": "on", "num_workers": 1})
+    cfg = tiny_cfg(tmp_path, tmp_path, train={"backend": "deepspeed", "zero_stage": 2, "bf16": "on", "num_workers": 1},
+                   model={"freeze_text_layers": "all", "text_cache": True})
     model = build_model(cfg.model, cfg.loss, pretrained_text=False)
     dist.init_process_group("gloo", rank=0, world_size=1)
     try:
@@ -110,8 +113,10 @@ def test_bf16_engine_trains_batchnorm_in_one_process(tmp_path, monkeypatch):
         ecg = torch.randn(4, 12, 200)
         ids = torch.randint(5, 100, (4, 16))
         before = bn.running_mean.clone()
-        out = stepper.forward(ecg, ids, torch.ones_like(ids))
-        stepper.backward_step(out["ecg"].float().pow(2).mean() + out["text"].float().pow(2).mean())
+        for _ in range(2):
+            out = stepper.forward(ecg, ids, torch.ones_like(ids))
+            stepper.backward_step(out["ecg"].float().pow(2).mean() + out["text"].float().pow(2).mean())
         assert not torch.equal(before, bn.running_mean)  # the forward updated the stats, in bf16
+        assert len(model.text_encoder.cache) == 4  # computed in the first step, read in the second
     finally:
         dist.destroy_process_group()

@@ -31,6 +31,11 @@ class ModelConfig(StrictModel):
     freeze_text_layers: int | Literal["all"] = Field(
         4, description="first N transformer layers (and embeddings) frozen; 'all' = the whole text model (reference)"
     )
+    text_cache: bool = Field(
+        False, description="with freeze_text_layers=all: compute each report's text features once per worker (eval "
+                           "mode) and reuse them every later epoch; most of a CPU step is the text forward pass "
+                           "(reference: recomputed each step, with its frozen LM's dropout)",
+    )
     proj_dim: int = Field(256, ge=8, description="shared embedding size")
     proj_hidden: int = Field(256, ge=8, description="hidden size of the projection MLPs")
     dropout: float = Field(0.1, ge=0.0, lt=1.0, description="dropout producing the two uni-modal ECG views")
@@ -39,6 +44,9 @@ class ModelConfig(StrictModel):
     def _check(self) -> ModelConfig:
         if isinstance(self.freeze_text_layers, int) and self.freeze_text_layers < 0:
             raise ValueError("model.freeze_text_layers must be >= 0 or 'all'")
+        if self.text_cache and self.freeze_text_layers != "all":
+            raise ValueError("model.text_cache needs model.freeze_text_layers=all (a trained text layer changes "
+                             "the features every step)")
         if self.arch == "paper" and self.ecg_encoder.startswith("resnet") and self.proj_dim % 4:
             raise ValueError(f"model.arch=paper pools ResNet features with 4 attention heads: "
                              f"model.proj_dim ({self.proj_dim}) must be a multiple of 4")
@@ -167,6 +175,13 @@ class TrainConfig(StrictModel):
     checkpoint: CheckpointSection = Field(default_factory=CheckpointSection)
     eval: EvalSection = Field(default_factory=EvalSection)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+
+    @model_validator(mode="after")
+    def _cache_without_zero3(self) -> TrainConfig:
+        if self.model.text_cache and self.train.backend == "deepspeed" and self.train.zero_stage == 3:
+            raise ValueError("model.text_cache cannot run under ZeRO-3: a worker computing a new report's features "
+                             "alone would wait for the others to gather the text weights (use zero_stage <= 2)")
+        return self
 
 
 REFERENCE_TEXT_MODEL = "ncbi/MedCPT-Query-Encoder"

@@ -42,7 +42,7 @@ def build_model(model_cfg: ModelConfig, loss_cfg: LossConfig | None = None, *,
     return MERLModel(
         build_ecg_encoder(model_cfg.ecg_encoder, model_cfg.width, model_cfg.arch, model_cfg.proj_dim),
         TextEncoder(model_cfg.text_model, model_cfg.freeze_text_layers, config_only=not pretrained_text,
-                    pooling=model_cfg.text_pooling),
+                    pooling=model_cfg.text_pooling, cache=model_cfg.text_cache),
         proj_dim=model_cfg.proj_dim,
         proj_hidden=model_cfg.proj_hidden,
         dropout=model_cfg.dropout,

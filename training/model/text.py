@@ -34,10 +34,15 @@ class TextEncoder(nn.Module):
     ``"all"`` freezes the whole model (pooler included) and runs it without autograd, as the
     reference does; only the projection head above it trains. Dropout still follows
     train/eval mode, as in the reference (its frozen LM stays in train mode while training).
+
+    ``cache=True`` (only with ``"all"``): while training, each report's pooled features are
+    computed once, in eval mode, and reused every later epoch. A frozen model's output for a
+    report never changes apart from dropout, and its forward pass is most of a CPU training
+    step; the price is that the frozen LM's dropout no longer varies the text features.
     """
 
     def __init__(self, name_or_path: str | None = None, freeze_layers: FreezeSpec = 0, config_only: bool = False,
-                 pooling: Literal["mean", "pooler"] = "mean"):
+                 pooling: Literal["mean", "pooler"] = "mean", cache: bool = False):
         super().__init__()
         from transformers import AutoConfig, AutoModel
 
@@ -55,6 +60,9 @@ class TextEncoder(nn.Module):
         if pooling == "mean" and pooler is not None:  # unused: frozen so DDP sees no param without grad
             pooler.requires_grad_(False)
         self.frozen = freeze_layers == "all"
+        if cache and not self.frozen:
+            raise ValueError("the text feature cache needs the whole text model frozen (freeze_text_layers='all')")
+        self.cache: dict[bytes, torch.Tensor] | None = {} if cache else None
         if self.frozen:
             self.model.requires_grad_(False)
         else:
@@ -77,6 +85,29 @@ class TextEncoder(nn.Module):
         log.debug("froze embeddings + %d/%d text layers", min(n, n_layers), n_layers)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        if self.cache is not None and self.training:
+            return self._cached(input_ids, attention_mask)
+        return self._encode(input_ids, attention_mask)
+
+    def _cached(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Pooled features from the cache, computing (in eval mode) only the reports not seen yet;
+        a report is its token ids without the padding."""
+        keys = [ids[mask].numpy().tobytes() for ids, mask in zip(input_ids.cpu(), attention_mask.bool().cpu())]
+        new = [k for k in dict.fromkeys(keys) if k not in self.cache]
+        if new:
+            row_of: dict[bytes, int] = {}
+            for i, k in enumerate(keys):
+                row_of.setdefault(k, i)
+            rows = [row_of[k] for k in new]
+            self.model.eval()
+            try:
+                feats = self._encode(input_ids[rows], attention_mask[rows])
+            finally:
+                self.model.train()
+            self.cache.update(zip(new, feats.detach()))  # in the dtype the text model computes (bf16 under DeepSpeed)
+        return torch.stack([self.cache[k] for k in keys])
+
+    def _encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         with torch.no_grad() if self.frozen else contextlib.nullcontext():
             out = self.model(input_ids=input_ids, attention_mask=attention_mask)
         if self.pooling == "pooler":
