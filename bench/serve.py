@@ -13,7 +13,10 @@ A real `merl knowledge serve` application (Ray Serve, embedded local cluster, on
 * on a machine with >= 4 cores, the same load on 2 replicas -> ``serve_2_vs_1_replicas``.
 
 ``serve_errors`` counts failed requests over all phases. Figures depend on what else the
-machine runs: the load average is printed beside them.
+machine runs: the load average is printed beside them. Where ``/proc/stat`` exists, the share of
+all cores the machine was busy during each phase and the CPU time per query follow; one
+client keeping a fraction ``b`` of the machine busy caps the 8-vs-1 ratio at ``1/b``
+(``serve_8_vs_1_cpu_ceiling``), whatever the service does, if a query's CPU cost stays put.
 """
 
 from __future__ import annotations
@@ -31,6 +34,23 @@ SEQUENTIAL_MAX_S = 20.0
 CLIENTS = 8
 WINDOW_S = 20.0
 
+
+
+def _cpu_ticks() -> tuple[int, int] | None:
+    """(busy, total) jiffies of all cores from ``/proc/stat``; None where there is none."""
+    try:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
+def _busy(before: tuple[int, int] | None, after: tuple[int, int] | None) -> float | None:
+    """Share of all cores busy between two :func:`_cpu_ticks` readings."""
+    if before is None or after is None or after[1] == before[1]:
+        return None
+    return (after[0] - before[0]) / (after[1] - before[1])
 
 
 def _load(url: str, queries: list[str], clients: int, window_s: float, max_queries: int | None = None,
@@ -91,7 +111,9 @@ def run(report, workdir: Path) -> None:
     with KnowledgeServer(str(index), serve_cfg=ServeConfig(port=free_port(), replicas=1, num_cpus=1)) as server:
         _load(server.url, queries, 1, 30.0, max_queries=10)  # warm-up: first requests allocate and fill caches
         print(f"# serve: {cores} cores, load average {os.getloadavg()[0]:.1f}", file=sys.stderr)
+        c0 = _cpu_ticks()
         lat1, err1, t1 = _load(server.url, queries, 1, SEQUENTIAL_MAX_S, max_queries=SEQUENTIAL_QUERIES)
+        busy1 = _busy(c0, _cpu_ticks())
         qps1 = len(lat1) / t1
         report("serve_query_p50_ms", float(np.percentile(lat1, 50)), "ms")
         report("serve_queries_per_s_1_client", qps1, "queries/s")
@@ -100,7 +122,9 @@ def run(report, workdir: Path) -> None:
         report("serve_query_p50_ms_free_text", float(np.percentile(latf, 50)), "ms")
         client = KnowledgeClient(server.url)
         before = client.health()
+        c0 = _cpu_ticks()
         lat8, err8, t8 = _load(server.url, queries, CLIENTS, WINDOW_S)
+        busy8 = _busy(c0, _cpu_ticks())
         after = client.health()
         qps8 = len(lat8) / t8
         batches = after["batches"] - before["batches"]
@@ -109,6 +133,12 @@ def run(report, workdir: Path) -> None:
         report("serve_queries_per_s_8_clients", qps8, "queries/s")
         report("serve_query_p99_ms_8_clients", float(np.percentile(lat8, 99)) if lat8 else float("nan"), "ms")
         report("serve_8_vs_1_client_throughput", qps8 / qps1 if qps1 else float("nan"), "x")
+        if busy1 and busy8 and qps1 and qps8:
+            report("serve_machine_busy_1_client", busy1, "fraction")
+            report("serve_machine_busy_8_clients", busy8, "fraction")
+            report("serve_cpu_ms_per_query_1_client", 1000 * busy1 * cores / qps1, "ms")
+            report("serve_cpu_ms_per_query_8_clients", 1000 * busy8 * cores / qps8, "ms")
+            report("serve_8_vs_1_cpu_ceiling", 1 / busy1, "x")
         # The same ratio for a request that does no work: what Serve's proxy and replica allow here.
         h1, errh1, th1 = _load(server.url, queries, 1, 5.0, health=True)
         h8, errh8, th8 = _load(server.url, queries, CLIENTS, 5.0, health=True)
