@@ -3,6 +3,9 @@
 * ``train_vs_pad256``: samples/s of our step (reports tokenised in the data pipeline, batch
   padded to its longest report) vs the reference's (tokenise inside the step, pad every
   report to 256 tokens). Same model (ResNet18-1D + MiniLM), batch 32, 2 threads, same run.
+* ``train_text_cache_vs_recompute``: the same step with the whole text model frozen, its report
+  features read from ``model.text_cache`` (every report seen before, as from the demo's third
+  epoch on) vs recomputed by the frozen model each step.
 * ``train_2_vs_1_workers``: Ray Train (DDP, gloo) samples/s with 2 workers vs 1 on this machine.
 """
 
@@ -21,14 +24,37 @@ from bench.shards import REPORTS, write_shards
 log = logging.getLogger(__name__)
 
 
-def _step_rates(batch: int = 32, steps: int = 6) -> tuple[float, float]:
+def _median_step_s(model, ecg, ways: dict, steps: int) -> dict[str, float]:
+    """Median seconds of one training step per way (``way(s)`` gives step ``s``'s token ids and
+    mask), the ways alternated step by step so that all see the same machine load."""
+    from merl.training.config import TrainConfig
+    from merl.training.loop import build_optimizer
+    from merl.training.loss import MERLLoss
+
+    opt, _ = build_optimizer(model, TrainConfig())
+    loss_fn = MERLLoss()
+    times: dict[str, list[float]] = {name: [] for name in ways}
+    for s in range(steps + 1):
+        for name, way in ways.items():
+            t0 = time.perf_counter()
+            ids, mask = way(s)
+            loss = loss_fn(model(ecg, ids, mask)).total
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            if s:  # first step warms up allocators / kernels
+                times[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def _step_rates(batch: int = 32, steps: int = 6) -> dict[str, float]:
+    """Samples/s of one step: ours, the reference's padding, and with a frozen text model whose
+    features are cached or recomputed."""
     import torch
 
     from merl.core.textmodel import load_tokenizer
-    from merl.training.config import TrainConfig
+    from merl.training.config import ModelConfig, TrainConfig
     from merl.training.data.loader import pad_token_ids, tokenize
-    from merl.training.loop import build_optimizer
-    from merl.training.loss import MERLLoss
     from merl.training.model import build_model
 
     torch.set_num_threads(2)
@@ -39,7 +65,6 @@ def _step_rates(batch: int = 32, steps: int = 6) -> tuple[float, float]:
     ecg = torch.from_numpy(rng.random((batch, 12, cfg.data.n_samples), dtype=np.float32))
     tok = load_tokenizer(cfg.model.text_model)
     pre = tokenize(texts, cfg.model.text_model, cfg.data.max_text_tokens)  # done by Ray Data in training
-    loss_fn = MERLLoss()
 
     def reference(s):
         enc = tok(texts[s * batch:(s + 1) * batch], padding="max_length", max_length=256, truncation=True,
@@ -49,20 +74,22 @@ def _step_rates(batch: int = 32, steps: int = 6) -> tuple[float, float]:
     def ours(s):
         return pad_token_ids(pre[s * batch:(s + 1) * batch], int(tok.pad_token_id or 0))
 
-    model = build_model(cfg.model, cfg.loss)
-    opt, _ = build_optimizer(model, cfg)
-    times: dict[str, list[float]] = {"ours": [], "reference": []}
-    for s in range(steps + 1):  # alternate the two ways step by step: both see the same machine load
-        for name, make_text in (("ours", ours), ("reference", reference)):
-            t0 = time.perf_counter()
-            ids, mask = make_text(s)
-            loss = loss_fn(model(ecg, ids, mask)).total
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            if s:  # first step warms up allocators / kernels
-                times[name].append(time.perf_counter() - t0)
-    return batch / statistics.median(times["ours"]), batch / statistics.median(times["reference"])
+    t = _median_step_s(build_model(cfg.model, cfg.loss), ecg, {"ours": ours, "reference": reference}, steps)
+
+    frozen = build_model(ModelConfig(freeze_text_layers="all", text_cache=True), cfg.loss)
+    text = frozen.text_encoder
+    store = text.cache
+    for s in range(steps + 1):  # every report seen once, as after the first epochs
+        text(*ours(s))
+
+    def with_cache(on: bool):
+        def way(s):
+            text.cache = store if on else None
+            return ours(s)
+        return way
+
+    t.update(_median_step_s(frozen, ecg, {"cached": with_cache(True), "recomputed": with_cache(False)}, steps))
+    return {name: batch / sec for name, sec in t.items()}
 
 
 def _ray_rate(shards: Path, storage: Path, workers: int) -> float:
@@ -87,10 +114,13 @@ def _bench_shards(root: Path, n: int = 640) -> Path:
 
 def run(report, workdir: Path) -> None:
     workdir = Path(workdir)
-    ours, ref = _step_rates()
-    report("train_samples_per_s_dynamic_pad_synthetic", ours, "samples/s")
-    report("train_samples_per_s_pad256_synthetic", ref, "samples/s")
-    report("train_vs_pad256", ours / ref, "x")
+    rates = _step_rates()
+    report("train_samples_per_s_dynamic_pad_synthetic", rates["ours"], "samples/s")
+    report("train_samples_per_s_pad256_synthetic", rates["reference"], "samples/s")
+    report("train_vs_pad256", rates["ours"] / rates["reference"], "x")
+    report("train_samples_per_s_frozen_text_cached_synthetic", rates["cached"], "samples/s")
+    report("train_samples_per_s_frozen_text_recomputed_synthetic", rates["recomputed"], "samples/s")
+    report("train_text_cache_vs_recompute", rates["cached"] / rates["recomputed"], "x")
 
     from merl.core.raysession import ensure_ray
 
